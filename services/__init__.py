@@ -1,0 +1,1 @@
+"""The four Tierline services and the command that runs them."""

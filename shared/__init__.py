@@ -1,0 +1,1 @@
+"""Tierline's common package: config, events, bus, db, outbox/inbox, auth, http."""

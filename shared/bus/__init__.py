@@ -1,0 +1,15 @@
+"""The bus port and its two adapters; `connect(url)` picks one by the URL's scheme."""
+from shared.bus.base import Bus, Outcome, PublishError, Subscription, Topology
+
+
+def connect(url: str, *, prefix: str = "", prefetch: int = 20) -> Bus:
+    if url.startswith("memory://"):
+        from shared.bus.memory import MemoryBus
+        return MemoryBus(url, prefix=prefix, prefetch=prefetch)
+    if url.startswith(("amqp://", "amqps://")):
+        from shared.bus.amqp import AmqpBus
+        return AmqpBus(url, prefix=prefix, prefetch=prefetch)
+    raise ValueError(f"TIERLINE_BUS_URL: unsupported scheme in {url.split('://')[0]!r} (memory:// or amqp://)")
+
+
+__all__ = ["Bus", "Outcome", "PublishError", "Subscription", "Topology", "connect"]

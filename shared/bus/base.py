@@ -1,0 +1,145 @@
+"""The bus port: publish events, subscribe handlers to queues, run, stop.
+
+Both adapters share the delivery rules written here once:
+- a handler returns -> ack;
+- it raises PoisonMessage, or the message is not a valid envelope -> dead-letter at once;
+- it raises a transient error (database or broker unreachable) -> wait with backoff and try
+  the same message again, without counting an attempt (an outage must not dead-letter work);
+- it raises anything else -> the message goes back to the queue with an attempt counted, and
+  after `max_attempts` to the dead-letter queue `<queue>.dlq`. The service keeps consuming.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from sqlalchemy import exc as sa_exc
+
+from shared import metrics
+from shared.events import Event, PoisonMessage
+from shared.logs import correlated
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Event], None]
+ATTEMPTS_HEADER = "x-tierline-attempts"
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, ConnectionError, TimeoutError)
+TRANSIENT_WAIT_LIMIT = 30.0  # seconds a message is held in-process before it is handed back
+
+
+class PublishError(Exception):
+    """The broker did not confirm the message (nacked, unreachable)."""
+
+
+class Outcome(enum.Enum):
+    ACK = "ack"
+    RETRY = "retry"      # back to the queue, one attempt counted
+    REQUEUE = "requeue"  # back to the queue, no attempt counted (transient outage)
+    DEAD = "dead"
+
+
+@dataclass
+class Subscription:
+    queue: str          # logical name, e.g. "sla.tickets"; adapters add the prefix
+    bindings: tuple[str, ...]
+    handler: Handler
+    max_attempts: int = 5
+
+
+@dataclass
+class Topology:
+    """Every consuming queue of the system with its bindings, declared by every process at start,
+    so no event is published before the queues that must receive it exist."""
+    queues: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+class Bus(ABC):
+    def __init__(self, url: str, *, prefix: str = "", prefetch: int = 20):
+        self.url = url
+        self.prefix = prefix
+        self.prefetch = prefetch
+        self.exchange = f"{prefix}tierline.events"
+        self.dead_letter_exchange = f"{prefix}tierline.dlx"
+        self.subscriptions: list[Subscription] = []
+        self.stopping = False
+
+    def name(self, queue: str) -> str:
+        return f"{self.prefix}{queue}"
+
+    def subscribe(self, queue: str, bindings: Iterable[str], handler: Handler, *, max_attempts: int = 5) -> None:
+        self.subscriptions.append(Subscription(queue, tuple(bindings), handler, max_attempts))
+
+    def dispatch(self, sub: Subscription, body: bytes, attempts: int) -> Outcome:
+        """Run the handler for one delivery; `attempts` counts this one (1 = first)."""
+        try:
+            event = Event.from_json(body)
+        except PoisonMessage as exc:
+            log.error("dead-lettering a malformed message on %s: %s", sub.queue, exc)
+            metrics.consumed(sub.queue, "dead")
+            return Outcome.DEAD
+        with correlated(event.correlation_id):
+            outcome = self._run_handler(sub, event, attempts)
+        metrics.consumed(sub.queue, outcome.value)
+        return outcome
+
+    def _run_handler(self, sub: Subscription, event: Event, attempts: int) -> Outcome:
+        waited, delay = 0.0, 0.2
+        while True:
+            try:
+                sub.handler(event)
+                return Outcome.ACK
+            except PoisonMessage as exc:
+                log.error("dead-lettering %s %s: %s", event.type, event.id, exc)
+                return Outcome.DEAD
+            except TRANSIENT_ERRORS as exc:
+                if self.stopping or waited >= TRANSIENT_WAIT_LIMIT:
+                    log.warning("giving %s %s back to the queue after %.0fs: %s", event.type, event.id, waited, exc)
+                    return Outcome.REQUEUE
+                log.warning("transient failure on %s %s, retrying in %.1fs: %s", event.type, event.id, delay, exc)
+                time.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 5.0)
+            except Exception:
+                log.exception("handler failed on %s %s (attempt %d of %d)", event.type, event.id, attempts, sub.max_attempts)
+                return Outcome.DEAD if attempts >= sub.max_attempts else Outcome.RETRY
+
+    # --- adapter API -------------------------------------------------------------------------
+    @abstractmethod
+    def declare(self, topology: Topology) -> None:
+        """Declare the exchange, every queue, its bindings and its dead-letter queue."""
+
+    @abstractmethod
+    def publish(self, event: Event) -> None:
+        """Publish and return once the broker has it; raise PublishError otherwise."""
+
+    @abstractmethod
+    def publish_raw(self, routing_key: str, body: bytes, headers: dict | None = None) -> None:
+        """Publish bytes as they are (replaying dead letters, tests injecting poison)."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start consuming every subscription in background threads."""
+
+    @abstractmethod
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop consuming; in-flight handlers finish and are acked first."""
+
+    @abstractmethod
+    def ping(self) -> bool:
+        """Is the broker reachable?"""
+
+    @abstractmethod
+    def take_dead_letters(self, queue: str, limit: int = 1000) -> list[bytes]:
+        """Remove and return up to `limit` messages from `<queue>.dlq` (operations, tests)."""
+
+    @abstractmethod
+    def depth(self, queue: str) -> int:
+        """Messages ready in a queue (logical name; '.dlq' suffix allowed)."""
+
+    def delete_topology(self, topology: Topology) -> None:
+        """Tests: remove this prefix's queues and exchanges."""

@@ -1,0 +1,159 @@
+"""`create_app` helper shared by the four services (Flask + flask-smorest).
+
+Gives every service the same error format
+    {"error": {"code": ..., "message": ..., "fields": {...}}}
+for every error (schema errors, 404/405/413, auth, domain conflicts), bearer-token auth on every
+endpoint but health and the API docs, a request size limit, `/healthz`, `/readyz` and `/metrics`,
+and OpenAPI at `/<prefix>/openapi.json` with a docs page at `/<prefix>/docs`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Iterable
+
+from flask import Flask, Response, current_app, g, jsonify, request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from shared import metrics
+from shared.auth import AuthError, TokenStore
+
+log = logging.getLogger(__name__)
+CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+         405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+         415: "unsupported_media_type", 422: "validation_error", 429: "too_many_requests",
+         500: "internal_error", 503: "unavailable"}
+PUBLIC_ENDPOINTS = {"health.healthz", "health.readyz", "api-docs.openapi_json", "api-docs.openapi_swagger_ui",
+                    "api-docs.openapi_redoc"}
+
+
+class ApiError(Exception):
+    """Raise from a view or a domain function to answer with the shared error format."""
+
+    def __init__(self, status: int, message: str, fields: dict | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.fields = status, message, fields or {}
+        self.code = code or CODES.get(status, "error")
+
+
+def error_response(status: int, message: str, fields: dict | None = None, code: str | None = None,
+                   headers: dict | None = None) -> Response:
+    body = {"error": {"code": code or CODES.get(status, "error"), "message": message, "fields": fields or {}}}
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _flatten_webargs(messages: Any) -> dict:
+    """webargs says {"json": {"title": [...]}, "query": {...}}; clients want {"title": [...]}."""
+    if not isinstance(messages, dict):
+        return {"_": messages}
+    fields: dict = {}
+    for location, errors in messages.items():
+        if isinstance(errors, dict):
+            fields.update(errors)
+        else:
+            fields[location] = errors
+    return fields
+
+
+class TierlineApi(Api):
+    def handle_http_exception(self, error: HTTPException):
+        data = getattr(error, "data", None) or {}
+        fields = _flatten_webargs(data["messages"]) if "messages" in data else data.get("errors")
+        message = data.get("message") or error.description or error.name
+        if error.code == 400 and isinstance(fields, dict) and "json" in fields:
+            message = "request body is not valid JSON"
+        elif error.code == 422:
+            message = "invalid fields: " + ", ".join(sorted(map(str, (fields or {}).keys())))
+        elif error.code == 413:
+            message = f"request body larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes"
+        return error_response(error.code or 500, message, fields, headers=data.get("headers"))
+
+
+def deps() -> Any:
+    """The service's dependencies (built by its bootstrap) for the current app."""
+    return current_app.extensions["tierline"]
+
+
+def create_service_app(*, service: str, title: str, prefix: str, blueprints: Iterable,
+                       tokens: TokenStore, max_body_bytes: int, ready: Callable[[], dict[str, bool]],
+                       dependencies: Any = None, extra_prefixes: Iterable[str] = ()) -> Flask:
+    app = Flask(f"tierline.{service}")
+    app.config.update(
+        API_TITLE=title, API_VERSION="v1", OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX=prefix, OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs", OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        MAX_CONTENT_LENGTH=max_body_bytes, JSON_SORT_KEYS=False,
+        API_SPEC_OPTIONS={"components": {"securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]},
+    )
+    app.extensions["tierline"] = dependencies
+    api = TierlineApi(app)
+    for blueprint in blueprints:
+        api.register_blueprint(blueprint)
+    _add_health(app, service, prefix, list(extra_prefixes), ready)
+    _add_guards(app, service, tokens)
+    return app
+
+
+def _add_health(app: Flask, service: str, prefix: str, extra: list[str], ready) -> None:
+    from flask import Blueprint
+
+    health = Blueprint("health", __name__)
+
+    def healthz():
+        return jsonify({"status": "ok", "service": service})
+
+    def readyz():
+        checks = ready()
+        ok = all(checks.values())
+        return jsonify({"status": "ok" if ok else "unavailable", "service": service, "checks": checks}), (200 if ok else 503)
+
+    def metrics_view():
+        body, content_type = metrics.exposition()
+        return Response(body, content_type=content_type)
+
+    for base in ["", prefix, *extra]:
+        health.add_url_rule(f"{base}/healthz", "healthz", healthz, methods=["GET"])
+        health.add_url_rule(f"{base}/readyz", "readyz", readyz, methods=["GET"])
+        health.add_url_rule(f"{base}/metrics", "metrics", metrics_view, methods=["GET"])
+    app.register_blueprint(health)
+
+
+def _add_guards(app: Flask, service: str, tokens: TokenStore) -> None:
+    @app.before_request
+    def authenticate():
+        g.started = time.perf_counter()
+        if request.endpoint in PUBLIC_ENDPOINTS or request.url_rule is None or request.method == "OPTIONS":
+            return None
+        g.principal = tokens.authenticate(request.headers.get("Authorization"))
+        return None
+
+    @app.after_request
+    def count(response: Response):
+        metrics.HTTP_REQUESTS.labels(service=service, method=request.method, status=response.status_code).inc()
+        metrics.HTTP_LATENCY.labels(service=service).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    @app.errorhandler(AuthError)
+    def auth_error(exc: AuthError):
+        headers = {"WWW-Authenticate": 'Bearer realm="tierline"'} if exc.status == 401 else None
+        return error_response(exc.status, str(exc), headers=headers)
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        return error_response(exc.status, exc.message, exc.fields, exc.code)
+
+    @app.errorhandler(RecursionError)
+    def too_deep(_exc):
+        return error_response(400, "JSON nested too deeply")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):  # HTTPExceptions have their own, more specific handler
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal error")

@@ -1,0 +1,174 @@
+"""Transactional outbox and idempotent inbox, the same tables in every service's database.
+
+- `add(session, event)` writes an event in the caller's business transaction.
+- `OutboxRelay` publishes unsent rows with confirms and marks them sent. Rows are taken with
+  `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several relays never publish one row twice.
+  A relay killed between publish and commit publishes again on restart: at-least-once, and
+  the consumers' inbox turns that into exactly-once effects.
+- `idempotent(db, consumer, handler)` records the event id in the same transaction as the
+  handler's effect; a redelivered event is skipped.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from typing import Callable
+
+from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text,
+                        delete, func, insert, select, update)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared import metrics
+from shared.bus import Bus
+from shared.clock import utcnow
+from shared.db import Database
+from shared.events import Event
+
+log = logging.getLogger(__name__)
+metadata = MetaData()
+
+outbox_table = Table(
+    "outbox", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("type", String(80), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Index("ix_outbox_unpublished", "id", postgresql_where=Column("published_at").is_(None),
+          sqlite_where=Column("published_at").is_(None)),
+)
+
+inbox_table = Table(
+    "inbox", metadata,
+    Column("consumer", String(80), primary_key=True),
+    Column("event_id", String(64), primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def create_tables(op) -> None:
+    """For a service's first Alembic revision."""
+    op.create_table(outbox_table.name, *[c.copy() for c in outbox_table.columns])
+    op.create_index("ix_outbox_unpublished", "outbox", ["id"],
+                    postgresql_where="published_at IS NULL", sqlite_where="published_at IS NULL")
+    op.create_table(inbox_table.name, *[c.copy() for c in inbox_table.columns])
+
+
+def add(session: Session, event: Event) -> None:
+    session.execute(insert(outbox_table).values(
+        event_id=event.id, type=event.type, body=event.to_json().decode(), created_at=utcnow()))
+    session.info["outbox_dirty"] = True
+
+
+def idempotent(db: Database, consumer: str, handler: Callable[[Session, Event], None]):
+    """Wrap `handler(session, event)` so each event id takes effect once for this consumer."""
+
+    def handle(event: Event) -> None:
+        try:
+            with db.transaction() as session:
+                seen = session.execute(select(inbox_table.c.event_id).where(
+                    inbox_table.c.consumer == consumer, inbox_table.c.event_id == event.id)).first()
+                if seen:
+                    log.info("skipping duplicate %s %s", event.type, event.id)
+                    return
+                session.execute(insert(inbox_table).values(consumer=consumer, event_id=event.id, processed_at=utcnow()))
+                handler(session, event)
+        except IntegrityError:
+            # A concurrent duplicate won the race on the inbox key: its effect is in, ours is
+            # rolled back. Anything else that violates a constraint is a real failure.
+            with db.transaction() as session:
+                if session.execute(select(inbox_table.c.event_id).where(
+                        inbox_table.c.consumer == consumer, inbox_table.c.event_id == event.id)).first():
+                    return
+            raise
+
+    handle.__name__ = getattr(handler, "__name__", "handle")
+    return handle
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows; woken right after commits that wrote events, and on a timer."""
+
+    def __init__(self, db: Database, bus: Bus, *, service: str, interval: float = 0.2, batch: int = 200,
+                 keep_published: dt.timedelta = dt.timedelta(days=7)):
+        self.db, self.bus, self.service = db, bus, service
+        self.interval, self.batch, self.keep_published = interval, batch, keep_published
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._passes = 0
+        db.on_commit(self._after_commit)
+
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop("outbox_dirty", False):
+            self._wake.set()
+
+    def run_once(self) -> int:
+        """Publish one batch; returns how many rows were published."""
+        with self.db.transaction() as session:
+            query = (select(outbox_table.c.id, outbox_table.c.body, outbox_table.c.type)
+                     .where(outbox_table.c.published_at.is_(None))
+                     .order_by(outbox_table.c.id).limit(self.batch))
+            if self.db.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            rows = session.execute(query).all()
+            for row in rows:
+                self.bus.publish(Event.from_json(row.body))
+                metrics.published(row.type)
+            if rows:
+                session.execute(update(outbox_table).where(outbox_table.c.id.in_([r.id for r in rows]))
+                                .values(published_at=utcnow()))
+        metrics.OUTBOX_BACKLOG.labels(service=self.service).set(len(rows))
+        return len(rows)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Publish until nothing is left (shutdown, tests)."""
+        deadline = utcnow() + dt.timedelta(seconds=timeout)
+        while self.run_once() and utcnow() < deadline:
+            pass
+
+    def purge_published(self) -> None:
+        cutoff = utcnow() - self.keep_published
+        with self.db.transaction() as session:
+            session.execute(delete(outbox_table).where(outbox_table.c.published_at < cutoff))
+
+    def _loop(self) -> None:
+        backoff = self.interval
+        while not self._stop.is_set():
+            self._wake.clear()  # before the pass: a commit during it wakes the next one
+            try:
+                published = self.run_once()
+                backoff = self.interval
+                self._passes += 1
+                if self._passes % 3000 == 0:
+                    self.purge_published()
+                if published == self.batch:
+                    continue  # more waiting: no sleep
+            except Exception as exc:  # broker or database away: keep the rows, try again later
+                log.warning("outbox relay of %s failed, retrying in %.1fs: %r", self.service, backoff, exc)
+                backoff = min(backoff * 2, 10.0)
+            self._wake.wait(backoff)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=f"outbox-{self.service}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout)
+        try:
+            self.flush(timeout)
+        except Exception as exc:
+            log.warning("outbox of %s not fully flushed at shutdown (kept for next start): %r", self.service, exc)
+
+
+def pending(db: Database) -> int:
+    with db.transaction() as session:
+        return session.execute(select(func.count()).select_from(outbox_table)
+                               .where(outbox_table.c.published_at.is_(None))).scalar_one()
