@@ -67,7 +67,6 @@ class Settings:
     prefetch: int = field(default=20, metadata={"parse": _positive(int)})
     relay_interval: float = field(default=0.2, metadata={"parse": _positive(float)})
     sla_tick_seconds: float = field(default=0.5, metadata={"parse": _positive(float)})
-    sla_time_scale: float = field(default=1.0, metadata={"parse": _positive(float)})
     smtp_url: str = ""
     mail_from: str = "Tierline <tierline@localhost>"
     mail_outbox_dir: str = ""

@@ -81,7 +81,9 @@ def deps() -> Any:
 
 def create_service_app(*, service: str, title: str, prefix: str, blueprints: Iterable,
                        tokens: TokenStore, max_body_bytes: int, ready: Callable[[], dict[str, bool]],
-                       dependencies: Any = None, extra_prefixes: Iterable[str] = ()) -> Flask:
+                       dependencies: Any = None, extra_prefixes: Iterable[str] = (),
+                       public_endpoints: Iterable[str] = ()) -> Flask:
+    """`public_endpoints`: endpoint names that authenticate otherwise (e.g. a signed webhook)."""
     app = Flask(f"tierline.{service}")
     app.config.update(
         API_TITLE=title, API_VERSION="v1", OPENAPI_VERSION="3.0.3",
@@ -96,7 +98,7 @@ def create_service_app(*, service: str, title: str, prefix: str, blueprints: Ite
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     _add_health(app, service, prefix, list(extra_prefixes), ready)
-    _add_guards(app, service, tokens)
+    _add_guards(app, service, tokens, PUBLIC_ENDPOINTS | set(public_endpoints))
     return app
 
 
@@ -124,11 +126,11 @@ def _add_health(app: Flask, service: str, prefix: str, extra: list[str], ready) 
     app.register_blueprint(health)
 
 
-def _add_guards(app: Flask, service: str, tokens: TokenStore) -> None:
+def _add_guards(app: Flask, service: str, tokens: TokenStore, public: set[str]) -> None:
     @app.before_request
     def authenticate():
         g.started = time.perf_counter()
-        if request.endpoint in PUBLIC_ENDPOINTS or request.url_rule is None or request.method == "OPTIONS":
+        if request.endpoint in public or request.url_rule is None or request.method == "OPTIONS":
             return None
         g.principal = tokens.authenticate(request.headers.get("Authorization"))
         return None

@@ -203,7 +203,7 @@ def _day_segments(tz_key: str, ordinal: int) -> tuple[tuple[int, int, int], ...]
     tz = ZoneInfo(tz_key)
     n0 = (ordinal - _EPOCH_ORD) * _DAY  # local midnight as if it were UTC
     before, after = _offset_at_wall(tz, ordinal, 0), _offset_at_wall(tz, ordinal + 1, 1)
-    if True:  # the usual case: one offset all day, shift the whole day
+    if before == after:  # the usual case: one offset all day, shift the whole day
         return ((n0 - before, n0 + _DAY - before, before),)
     # A transition is near: bracket the day with every candidate offset, then split that UTC
     # range where the offset changes (binary search to the second; only on ~2 days a year).
@@ -243,7 +243,6 @@ def _day_pieces(cal: Calendar, ordinal: int) -> list[tuple[int, int]]:
             a, b = max(lo, n0 + s - off), min(hi, n0 + e - off)
             if a < b:
                 out.append((a, b))
-    out.sort()
     return out
 
 
