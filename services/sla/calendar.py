@@ -7,6 +7,11 @@ length: a 00:00-24:00 window lasts 23 h on a spring-forward day and 25 h on a fa
 Window edges that land in a DST gap or fold need no fold=0/fold=1 choice under this rule: a
 nonexistent wall time is never business time, and an ambiguous wall time is business time at
 both of its occurrences (a 02:00-03:00 window on a fall-back day counts two real hours).
+(Converting window edges to UTC with fold=0 instead would disagree with this rule, and a window
+starting inside a spring-forward gap could then overlap its neighbour or end before it starts.)
+
+Speed: work goes day by day, never minute by minute; per-(zone, date) UTC offsets and
+per-(country, year) public holidays are cached, so a clock costs tens of microseconds.
 """
 from __future__ import annotations
 
@@ -43,15 +48,12 @@ class Window:
     end: int
 
     def __post_init__(self) -> None:
-        for f in ("weekday", "start", "end"):
-            if type(getattr(self, f)) is not int:
-                raise ValueError(f"window {f}: expected an int, got {getattr(self, f)!r}")
-        if not 0 <= self.weekday <= 6:
-            raise ValueError(f"window weekday: {self.weekday} is not in 0..6")
-        where = f"windows.{DAY_KEYS[self.weekday]}"
-        if not (0 <= self.start < self.end <= 1440):
-            raise ValueError(f"{where}: need 00:00 <= start < end <= 24:00, got "
-                             f"{self.start} min - {self.end} min")
+        if any(type(v) is not int for v in (self.weekday, self.start, self.end)) \
+                or not 0 <= self.weekday <= 6:
+            raise ValueError(f"window: need int weekday 0..6 and int minutes, got {self!r}")
+        if not 0 <= self.start < self.end <= 1440:
+            raise ValueError(f"windows.{DAY_KEYS[self.weekday]}: need 00:00 <= start < end <= "
+                             f"24:00, got {_hhmm(self.start)}-{_hhmm(self.end)}")
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,9 @@ class Calendar:
             raise ValueError("holidays: expected a list of YYYY-MM-DD strings")
         dates = []
         for i, h in enumerate(hols):
+            if type(h) is dt.date:  # YAML reads unquoted 2026-12-31 as a date
+                dates.append(h)
+                continue
             try:
                 dates.append(dt.date.fromisoformat(h))
             except (TypeError, ValueError):
@@ -160,6 +165,7 @@ class Calendar:
         return self.always_on or self._working_ordinal(local_date.toordinal())
 
     def _working_ordinal(self, ordinal: int) -> bool:
+        # Only days off are modelled; transferred working days (a working Saturday) are not.
         if not self._by_weekday[(ordinal - 1) % 7]:  # ordinal 1 (0001-01-01) was a Monday
             return False
         if ordinal in self._holiday_ords:
@@ -177,6 +183,8 @@ def _parse_time(value: Any, where: str, allow_24: bool) -> int:
         if (h < 24 and mi < 60) or (allow_24 and h == 24 and mi == 0):
             return h * 60 + mi
     hint = "HH:MM, 00:00..24:00" if allow_24 else "HH:MM, 00:00..23:59"
+    if isinstance(value, int):  # YAML 1.1 reads unquoted 18:00 as the base-60 number 1080
+        hint += ", quoted in YAML"
     raise ValueError(f"{where}: invalid time {value!r} (expected {hint})")
 
 
@@ -225,7 +233,7 @@ def _day_segments(tz_key: str, ordinal: int) -> tuple[tuple[int, int, int], ...]
 
 
 def _day_pieces(cal: Calendar, ordinal: int) -> list[tuple[int, int]]:
-    """Business time of one local date as sorted, disjoint UTC (start_s, end_s) spans."""
+    """Business time of one local date as disjoint UTC (start_s, end_s) spans, in no set order."""
     if not cal._working_ordinal(ordinal):
         return []
     n0 = (ordinal - _EPOCH_ORD) * _DAY
@@ -279,7 +287,7 @@ def business_seconds_between(cal: Calendar, start: dt.datetime, end: dt.datetime
 def add_business_seconds(cal: Calendar, start: dt.datetime, seconds: int) -> dt.datetime:
     """Earliest instant t >= start with business_seconds_between(cal, start, t) == seconds (UTC)."""
     s_us = _to_us(start, "start")
-    if type(seconds) is not int:
+    if not isinstance(seconds, int):
         raise ValueError(f"seconds: expected an int, got {seconds!r}")
     if seconds < 0:
         raise ValueError(f"seconds: must be >= 0, got {seconds}")
@@ -290,20 +298,16 @@ def add_business_seconds(cal: Calendar, start: dt.datetime, seconds: int) -> dt.
     if not cal.windows:
         raise ValueError(f"calendar {cal.name!r} has no working time")
     remaining = seconds * _US
-    ordinal = start.astimezone(cal._tz).toordinal() - 1
-    stop = ordinal + _MAX_SEARCH_DAYS
+    first = start.astimezone(cal._tz).toordinal() - 1  # see business_seconds_between
     pending: list[tuple[int, int]] = []
-    while pending or ordinal <= stop:
-        if ordinal <= stop:
-            pending.extend(_day_pieces(cal, ordinal))
-            pending.sort()
-            # Pieces of later dates start after their local midnight minus 24 h (datetime caps
-            # |utcoffset| below 24 h), i.e. after `ready`: pieces up to it are final and in order.
-            ready = (ordinal - _EPOCH_ORD) * _DAY
-            ordinal += 1
-        else:
-            ready = None  # search horizon reached: flush what is left
-        while pending and (ready is None or pending[0][0] <= ready):
+    for ordinal in range(first, first + _MAX_SEARCH_DAYS):
+        pending.extend(_day_pieces(cal, ordinal))
+        pending.sort()
+        # Folds can interleave the pieces of neighbouring dates, so consume only those that no
+        # later date can precede: a later date's pieces start after its local midnight minus
+        # 24 h (datetime keeps |utcoffset| below 24 h), i.e. after `ready`.
+        ready = (ordinal - _EPOCH_ORD) * _DAY
+        while pending and pending[0][0] <= ready:
             a, b = pending.pop(0)
             a, b = max(a * _US, s_us), b * _US
             if a >= b:
