@@ -38,6 +38,7 @@ def ensure_first_admin(settings: Settings) -> str | None:
 def _serve(names, settings: Settings, first_token: str | None = None) -> None:
     from shared.host import Host
 
+    log.info("starting %s with settings %s", ", ".join(names), settings.redacted())
     services, bus = build_services(names, settings)
     host = Host(services, bus, host=settings.host, port=settings.port, threads=settings.http_threads)
     if first_token:

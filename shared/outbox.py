@@ -16,7 +16,7 @@ import threading
 from typing import Callable
 
 from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text,
-                        delete, func, insert, select, update)
+                        delete, func, insert, select, text, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -51,16 +51,25 @@ inbox_table = Table(
 
 def create_tables(op) -> None:
     """For a service's first Alembic revision."""
-    op.create_table(outbox_table.name, *[c.copy() for c in outbox_table.columns])
+    op.create_table(outbox_table.name, *[c._copy() for c in outbox_table.columns])
     op.create_index("ix_outbox_unpublished", "outbox", ["id"],
-                    postgresql_where="published_at IS NULL", sqlite_where="published_at IS NULL")
-    op.create_table(inbox_table.name, *[c.copy() for c in inbox_table.columns])
+                    postgresql_where=text("published_at IS NULL"), sqlite_where=text("published_at IS NULL"))
+    op.create_table(inbox_table.name, *[c._copy() for c in inbox_table.columns])
 
 
 def add(session: Session, event: Event) -> None:
     session.execute(insert(outbox_table).values(
         event_id=event.id, type=event.type, body=event.to_json().decode(), created_at=utcnow()))
     session.info["outbox_dirty"] = True
+
+
+def add_all(session: Session, events) -> None:
+    """`add` for many events in one statement (the sla timer firing hundreds of clocks a pass)."""
+    now = utcnow()
+    rows = [{"event_id": e.id, "type": e.type, "body": e.to_json().decode(), "created_at": now} for e in events]
+    if rows:
+        session.execute(insert(outbox_table), rows)
+        session.info["outbox_dirty"] = True
 
 
 def idempotent(db: Database, consumer: str, handler: Callable[[Session, Event], None]):

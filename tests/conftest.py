@@ -46,6 +46,26 @@ def _unavailable(what: str, reason: str):
     pytest.skip(f"{what} unavailable: {reason}")
 
 
+def _delete_leftover_test_queues(url: str) -> None:
+    """Queues of earlier runs killed before their teardown (names t<hex10>.*) are removed."""
+    import re
+    import subprocess
+
+    import pika
+    try:
+        names = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True,
+                               text=True, timeout=60).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    stale = [n for n in names if re.match(r"^t[0-9a-f]{10}\.", n)]
+    if stale:
+        conn = pika.BlockingConnection(pika.URLParameters(url))
+        channel = conn.channel()
+        for name in stale:
+            channel.queue_delete(name)
+        conn.close()
+
+
 @pytest.fixture(scope="session")
 def amqp_url():
     url = os.environ.get("TIERLINE_TEST_AMQP_URL")
@@ -60,6 +80,7 @@ def amqp_url():
         container.stop()
         return
     if _answers(LOCAL_AMQP):
+        _delete_leftover_test_queues(LOCAL_AMQP)
         yield LOCAL_AMQP
         return
     _unavailable("RabbitMQ", "no TIERLINE_TEST_AMQP_URL, no Docker engine, nothing on 127.0.0.1:5672")
@@ -113,10 +134,13 @@ def pg_schema(pg_url):
 
 @pytest.fixture
 def amqp_bus(amqp_url, bus_prefix):
+    """The real RabbitMQ with classic queues: service tests create and delete ~10 queues each,
+    and hundreds of quorum queues (a Raft group each) churned on a 2-core machine have hung the
+    broker. Quorum queues themselves are covered by the bus contract and end-to-end tests."""
     from shared.bus import connect
     from shared.topology import TOPOLOGY
 
-    bus = connect(amqp_url, prefix=bus_prefix, prefetch=10)
+    bus = connect(amqp_url, prefix=bus_prefix, prefetch=10, queue_type="classic")
     bus.declare(TOPOLOGY)
     yield bus
     bus.stop()

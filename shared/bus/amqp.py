@@ -24,8 +24,9 @@ DELIVERY_LIMIT = 50
 
 
 class AmqpBus(Bus):
-    def __init__(self, url: str, **kwargs):
+    def __init__(self, url: str, *, queue_type: str = "quorum", **kwargs):
         super().__init__(url, **kwargs)
+        self.queue_type = queue_type
         self.params = pika.URLParameters(url)
         self.params.heartbeat = self.params.heartbeat or 30
         self.params.blocked_connection_timeout = 30
@@ -68,11 +69,13 @@ class AmqpBus(Bus):
         ch.exchange_declare(self.dead_letter_exchange, "direct", durable=True)
         for name, keys in topology.queues.items():
             full, dlq = self.name(name), self.name(name) + ".dlq"
-            ch.queue_declare(dlq, durable=True, arguments={"x-queue-type": "quorum"})
+            ch.queue_declare(dlq, durable=True, arguments={"x-queue-type": self.queue_type})
             ch.queue_bind(dlq, self.dead_letter_exchange, routing_key=dlq)
-            ch.queue_declare(full, durable=True, arguments={
-                "x-queue-type": "quorum", "x-dead-letter-exchange": self.dead_letter_exchange,
-                "x-dead-letter-routing-key": dlq, "x-delivery-limit": DELIVERY_LIMIT})
+            arguments = {"x-queue-type": self.queue_type, "x-dead-letter-exchange": self.dead_letter_exchange,
+                         "x-dead-letter-routing-key": dlq}
+            if self.queue_type == "quorum":
+                arguments["x-delivery-limit"] = DELIVERY_LIMIT
+            ch.queue_declare(full, durable=True, arguments=arguments)
             for key in keys:
                 ch.queue_bind(full, self.exchange, routing_key=key)
 

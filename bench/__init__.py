@@ -1,0 +1,1 @@
+"""Tierline's benchmark suite: `./dev bench` (all) or `./dev bench bus` (one part)."""
