@@ -41,6 +41,13 @@ def _positive(kind):
     return parse
 
 
+def _level(raw: str) -> str:
+    value = str(raw).strip().upper()
+    if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {raw!r}")
+    return value
+
+
 def _url(raw: str) -> str:
     if "://" not in str(raw):
         raise ValueError(f"expected a URL like scheme://..., got {raw!r}")
@@ -60,7 +67,7 @@ class Settings:
     port: int = field(default=8080, metadata={"parse": _positive(int)})
     http_threads: int = field(default=8, metadata={"parse": _positive(int)})
     max_body_bytes: int = field(default=1_048_576, metadata={"parse": _positive(int)})
-    log_level: str = "INFO"
+    log_level: str = field(default="INFO", metadata={"parse": _level})
     log_json: bool = field(default=True, metadata={"parse": _bool})
     public_url: str = field(default="http://127.0.0.1:8080", metadata={"parse": _url})
     max_attempts: int = field(default=5, metadata={"parse": _positive(int)})

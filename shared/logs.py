@@ -39,5 +39,5 @@ def setup_logging(level: str = "INFO", json_format: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("pika", "apscheduler", "waitress.queue", "kombu"):
+    for noisy in ("pika", "apscheduler", "waitress.queue", "kombu", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

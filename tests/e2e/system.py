@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import email
 import email.policy
 import os
@@ -37,6 +38,11 @@ USERS = {  # role, email, tier, groups
     "lead": ("lead", "olga@example.com", None, []),
     "admin": ("admin", "admin@example.com", None, []),
 }
+
+
+def interpolate(value: str) -> str:
+    """docker-compose's `${NAME:-default}` / `${NAME}` with an empty .env: the defaults."""
+    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: m.group(2) or "", value)
 
 
 def tierline_bin() -> str:
@@ -157,7 +163,7 @@ def multi_process(workdir: Path, *, amqp_url: str, bus_prefix: str, database_url
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     for name in SERVICES:
         spec = compose["services"][name]
-        env = {k: str(v) for k, v in spec["environment"].items()}
+        env = {k: interpolate(str(v)) for k, v in spec["environment"].items()}
         port = free_port()
         # Point the compose environment at this machine: same variables, local addresses.
         env.update(TIERLINE_BUS_URL=amqp_url, TIERLINE_BUS_PREFIX=bus_prefix, TIERLINE_HOST="127.0.0.1",
