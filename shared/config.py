@@ -41,6 +41,12 @@ def _positive(kind):
     return parse
 
 
+def _choice(raw: str, allowed: tuple[str, ...]) -> str:
+    if raw not in allowed:
+        raise ValueError(f"expected one of {', '.join(allowed)}, got {raw!r}")
+    return raw
+
+
 def _level(raw: str) -> str:
     value = str(raw).strip().upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -61,6 +67,7 @@ class Settings:
     var_dir: str = "./var"
     bus_url: str = field(default="memory://", metadata={"parse": _url})
     bus_prefix: str = ""
+    bus_queue_type: str = field(default="quorum", metadata={"parse": lambda v: _choice(v, ("quorum", "classic"))})
     database_url: str = field(default="", metadata={"parse": str})
     tokens_file: str = ""
     host: str = "127.0.0.1"
