@@ -80,7 +80,8 @@ def amqp_url():
         container.stop()
         return
     if _answers(LOCAL_AMQP):
-        _delete_leftover_test_queues(LOCAL_AMQP)
+        if IN_CI:  # CI is alone on its machine; a developer's parallel runs would lose queues
+            _delete_leftover_test_queues(LOCAL_AMQP)
         yield LOCAL_AMQP
         return
     _unavailable("RabbitMQ", "no TIERLINE_TEST_AMQP_URL, no Docker engine, nothing on 127.0.0.1:5672")
@@ -114,7 +115,7 @@ def pg_schema(pg_url):
     """Factory: a fresh schema per call; returns a URL whose search_path points at it."""
     from shared.db import normalise_url
 
-    admin = create_engine(normalise_url(pg_url), isolation_level="AUTOCOMMIT")
+    admin = create_engine(normalise_url(pg_url), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     made: list[str] = []
 
     def make(label: str = "s") -> str:

@@ -140,8 +140,9 @@ class System:
                 return f"http://127.0.0.1:{self.ports.get(service) or self.ports['tierline']}{path}"
         raise ValueError(path)
 
-    def call(self, method: str, path: str, who: str, **kwargs) -> requests.Response:
-        return requests.request(method, self.url(path), headers=self.tokens[who], timeout=15, **kwargs)
+    def call(self, method: str, path: str, who: str, headers: dict | None = None, **kwargs) -> requests.Response:
+        return requests.request(method, self.url(path), headers={**self.tokens[who], **(headers or {})},
+                                timeout=kwargs.pop("timeout", 15), **kwargs)
 
     # --- mail ------------------------------------------------------------------------------------
     def mails_to(self, address: str) -> list:
