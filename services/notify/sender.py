@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import random
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from services.notify import chat, domain, readmodel
 from services.notify.mail import DeliveryError, build_message, sender_address, transport_for
 from services.notify.models import Delivery, Recipient
 from shared import metrics, outbox
+from shared.bus.base import TRANSIENT_ERRORS
 from shared.db import Database
 from shared.events import new_event
 
@@ -150,12 +152,26 @@ class Sender:
         try:
             self.send(claim)
         except DeliveryError as exc:
-            self._failed(claim, str(exc), permanent=exc.permanent)
+            self._record(lambda: self._failed(claim, str(exc), permanent=exc.permanent))
         except Exception as exc:  # a bug must not stop the other deliveries
             log.exception("delivery %s failed unexpectedly", claim.id)
-            self._failed(claim, f"internal error: {type(exc).__name__}", permanent=False)
+            self._record(lambda: self._failed(claim, f"internal error: {type(exc).__name__}", permanent=False))
         else:
-            self._sent(claim)
+            self._record(lambda: self._sent(claim))
+
+    def _record(self, outcome, patience: float = 300.0) -> None:
+        """The attempt has happened; its outcome must reach the database even while it restarts,
+        or the lease would expire and the message be sent a second time."""
+        delay, deadline = 0.5, time.monotonic() + patience
+        while True:
+            try:
+                return outcome()
+            except TRANSIENT_ERRORS as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("cannot record a delivery outcome yet (%r); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def send(self, claim: Claim) -> None:
         if claim.channel == "email":

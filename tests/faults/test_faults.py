@@ -149,7 +149,7 @@ def test_nothing_lost_nothing_doubled(tmp_path, amqp_url, bus_prefix, pg_schema,
         counts = _drain_and_count(system, sink, bus, probe, load)
         counts["redelivered_on_purpose"] = redelivered
         with capsys.disabled():
-            print("\nfault run:", json.dumps(counts), "\n  " + "\n  ".join(chaos_log))
+            print("\nfault run:", json.dumps(counts, ensure_ascii=False), "\n  " + "\n  ".join(chaos_log))
         assert counts["unknown"] == 0
         assert counts["lost"] == 0 and counts["duplicated"] == 0, counts
         assert counts["dead_lettered_other"] == 0 and counts["dead_lettered_poison"] == 9, counts
@@ -225,15 +225,22 @@ def _drain_and_count(system, sink, bus, probe, load) -> dict:
     poison_markers = (b"{not json", b'"version": 42', b'"payload": {}')
     poison = sum(1 for bodies in dead.values() for b in bodies if any(p in b for p in poison_markers))
     other = sum(len(b) for b in dead.values()) - poison
-    return {
+    counts = {
         "sent": len(load.outcomes), "acknowledged": len(ok),
         "failed": sum(1 for v in load.outcomes.values() if v == "failed"),
         "unknown": sum(1 for v in load.outcomes.values() if v == "unknown"),
         "lost": len(keys - {t["key"] for t in at_l2}) + sum(1 for k in keys if created[k] == 0),
-        "duplicated": (sum(c - 1 for c in created.values() if c > 1) + sum(c - 1 for c in breaches.values() if c > 1)
-                       + sum(c - 1 for c in to_l2.values() if c > 1) + sum(c - 1 for c in group_mails.values() if c > 1)
-                       + max(0, len(all_tickets) - len(ok))),
+        "duplicated_by_kind": {
+            "tickets": max(0, len(all_tickets) - len(ok)),
+            "ticket.created": sum(c - 1 for c in created.values() if c > 1),
+            "sla.breached": sum(c - 1 for c in breaches.values() if c > 1),
+            "moves to L2": sum(c - 1 for c in to_l2.values() if c > 1),
+            "group mails": {f"{a} {subj}": c for (a, subj), c in group_mails.items() if c > 1}},
         "sla_breaches": sum(breaches.values()), "moves_to_l2": sum(to_l2.values()),
         "group_mails": sum(group_mails.values()),
         "dead_lettered_poison": poison, "dead_lettered_other": other,
     }
+    kinds = counts["duplicated_by_kind"]
+    counts["duplicated"] = sum(v for v in kinds.values() if isinstance(v, int)) + sum(
+        c - 1 for c in kinds["group mails"].values())
+    return counts
