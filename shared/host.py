@@ -9,12 +9,13 @@ import json
 import logging
 import signal
 import threading
+import time
 from typing import Iterable
 
 from waitress.server import create_server
 
-from shared import metrics
 from shared.bus import Bus
+from shared.outbox import pending
 from shared.service import Service
 from shared.topology import TOPOLOGY
 
@@ -35,6 +36,9 @@ class Dispatcher:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
+        if len(self.services) > 1 and path == "/metrics":
+            # Token required, as on every service (any app serves the one process-wide registry).
+            return self.services[0].app(environ, start_response)
         if len(self.services) > 1 and path in ROOT_PATHS:
             return self._root(path, start_response)
         for prefix, app in self.routes:
@@ -47,10 +51,6 @@ class Dispatcher:
         return [body]
 
     def _root(self, path: str, start_response):
-        if path == "/metrics":
-            body, content_type = metrics.exposition()
-            start_response("200 OK", [("Content-Type", content_type)])
-            return [body]
         checks = {s.name: (s.ready() if path == "/readyz" else {"alive": True}) for s in self.services}
         ok = all(all(c.values()) for c in checks.values())
         body = json.dumps({"status": "ok" if ok else "unavailable", "services": checks}).encode()
@@ -90,6 +90,17 @@ class Host:
         finally:
             self.shutdown()
 
+    def _drain(self, timeout: float = 15.0) -> None:
+        """Embedded mode: the in-memory bus dies with the process, so let every outbox and queue
+        empty before stopping (RabbitMQ's queues are durable and need no such wait)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = any(pending(s.db) for s in self.services) or any(self.bus.depth(q) for q in TOPOLOGY.queues)
+            if not busy:
+                return
+            time.sleep(0.1)
+        log.warning("stopping with work still queued in memory after %.0fs", timeout)
+
     def _on_signal(self, signum, _frame):
         log.info("signal %s: shutting down", signum)
         raise SystemExit(0)
@@ -98,11 +109,13 @@ class Host:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        # Stop taking work first, let in-flight handlers finish, then flush the outboxes.
+        self.server.close()  # no new requests
+        if self.bus.url.startswith("memory://"):
+            self._drain()
+        # Stop taking work, let in-flight handlers finish, then flush the outboxes.
         self.bus.stop()
         for svc in self.services:
             svc.stop_background()
-        self.server.close()
         for svc in self.services:
             svc.db.dispose()
         log.info("stopped")
