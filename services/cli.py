@@ -80,8 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "serve":
             _serve([args.service], settings)
         elif args.command == "token":
-            token = TokenStore(settings.tokens_path()).add(
-                name=args.name, role=args.role, email=args.email, tier=args.tier, groups=args.group)
+            try:
+                token = TokenStore(settings.tokens_path()).add(
+                    name=args.name, role=args.role, email=args.email, tier=args.tier, groups=args.group)
+            except ValueError as exc:
+                print(f"tierline: {exc}", file=sys.stderr)
+                return 2
             print(token)
         elif args.command == "demo":
             from services.demo import play

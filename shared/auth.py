@@ -97,6 +97,10 @@ class TokenStore:
             doc = {"tokens": []}
             if self.path.exists():
                 doc = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {"tokens": []}
+            # The name is the principal's identity (actor, created_by, assignee, Idempotency-Key
+            # scope): a second token under one name would share what the first one owns.
+            if any(entry.get("name") == name for entry in doc.get("tokens") or []):
+                raise ValueError(f"name: a token named {name!r} exists; choose another name")
             doc.setdefault("tokens", []).append({
                 "name": name, "role": role, "email": email, "tier": tier, "groups": list(groups or []),
                 "token_sha256": hash_token(token)})

@@ -8,10 +8,12 @@ and OpenAPI at `/<prefix>/openapi.json` with a docs page at `/<prefix>/docs`.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Callable, Iterable
 
+import marshmallow as ma
 from flask import Flask, Response, current_app, g, jsonify, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
@@ -60,7 +62,20 @@ def _flatten_webargs(messages: Any) -> dict:
     return fields
 
 
+class ErrorDetailSchema(ma.Schema):
+    code = ma.fields.String(metadata={"description": "machine-readable, e.g. validation_error"})
+    message = ma.fields.String()
+    fields = ma.fields.Dict(metadata={"description": "per-field messages"})
+
+
+class ErrorSchema(ma.Schema):
+    """Documents the shared error shape in every OpenAPI document (all 4xx/5xx answers)."""
+    error = ma.fields.Nested(ErrorDetailSchema, required=True)
+
+
 class TierlineApi(Api):
+    ERROR_SCHEMA = ErrorSchema
+
     def handle_http_exception(self, error: HTTPException):
         data = getattr(error, "data", None) or {}
         fields = _flatten_webargs(data["messages"]) if "messages" in data else data.get("errors")
@@ -93,6 +108,9 @@ def create_service_app(*, service: str, title: str, prefix: str, blueprints: Ite
         API_SPEC_OPTIONS={"components": {"securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]},
     )
+    # Flask 3 ignores JSON_SORT_KEYS; sorting would also fail (500) on error messages that mix
+    # int keys (list items) and str keys ("_schema"), as marshmallow reports them.
+    app.json.sort_keys = False
     app.extensions["tierline"] = dependencies
     api = TierlineApi(app)
     for blueprint in blueprints:
@@ -126,6 +144,40 @@ def _add_health(app: Flask, service: str, prefix: str, extra: list[str], ready) 
     app.register_blueprint(health)
 
 
+def _has_nul(document: Any) -> bool:
+    stack = [document]
+    while stack:  # iterative: the parser already bounded the depth
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _nul_location() -> str | None:
+    """PostgreSQL text cannot hold U+0000: a NUL anywhere in the input would reach a query and
+    answer 500, so it is refused at the door (SQLite would store it; answers are the same on both)."""
+    if "\x00" in request.path:
+        return "path"
+    if any("\x00" in key or "\x00" in value for key, value in request.args.items(multi=True)):
+        return "query"
+    if any("\x00" in value for _, value in request.headers.items()):
+        return "headers"
+    raw = request.get_data(cache=True)
+    if b"\\u0000" in raw:  # JSON can only carry a NUL as this escape (raw NULs are not valid JSON)
+        try:
+            if _has_nul(json.loads(raw)):
+                return "json"
+        except ValueError:
+            pass  # not JSON: the view answers 400 itself
+    return None
+
+
 def _add_guards(app: Flask, service: str, tokens: TokenStore, public: set[str]) -> None:
     @app.before_request
     def authenticate():
@@ -133,6 +185,13 @@ def _add_guards(app: Flask, service: str, tokens: TokenStore, public: set[str]) 
         if request.endpoint in public or request.url_rule is None or request.method == "OPTIONS":
             return None
         g.principal = tokens.authenticate(request.headers.get("Authorization"))
+        return None
+
+    @app.before_request
+    def refuse_nul():
+        where = _nul_location()
+        if where is not None:
+            return error_response(400, "U+0000 (NUL) characters are not accepted", {where: ["contains U+0000"]})
         return None
 
     @app.after_request

@@ -39,7 +39,8 @@ class HandlesSchema(Schema):
 
 
 class GroupSchema(Schema):
-    name = fields.Str(required=True, validate=NAME)
+    # 100: intake stores the group a ticket is in, and its column (and its filters) hold 100.
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
     tier = fields.Str(required=True, validate=validate.OneOf(TIERS))
     members = fields.List(fields.Nested(ContactSchema), load_default=list, validate=validate.Length(max=500))
     manager = fields.Nested(ContactSchema, load_default=None, allow_none=True)

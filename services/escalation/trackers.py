@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,14 +114,15 @@ def verify_delivery(secret: str, signature: str | None, timestamp: str | None, b
         sent = float(timestamp)
     except ValueError:
         raise SignatureError(f"{TIMESTAMP_HEADER} is not a Unix time") from None
-    if abs(now - sent) > MAX_SKEW_SECONDS:
+    if not math.isfinite(sent) or abs(now - sent) > MAX_SKEW_SECONDS:  # "nan" would pass the comparison
         raise SignatureError(f"{TIMESTAMP_HEADER} is more than {MAX_SKEW_SECONDS} seconds away from now")
-    if not hmac.compare_digest(signature.strip().lower(), sign_delivery(secret, timestamp, body)):
+    # Bytes: compare_digest raises TypeError (a 500) on str with non-ASCII characters.
+    if not hmac.compare_digest(signature.strip().lower().encode(), sign_delivery(secret, timestamp, body).encode()):
         raise SignatureError("signature does not match")
 
 
 def verify_gitlab_token(secret: str, token: str | None) -> None:
-    if not secret or not token or not hmac.compare_digest(token, secret):
+    if not secret or not token or not hmac.compare_digest(token.encode(), secret.encode()):
         raise SignatureError("X-Gitlab-Token does not match")
 
 

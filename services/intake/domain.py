@@ -147,7 +147,7 @@ def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = raw.partition(":")
-        if kind != "n" or not value.isdigit():
+        if kind != "n" or not value.isdigit() or int(value) >= 2**63:  # beyond BIGINT the driver fails
             raise ValueError(raw)
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):

@@ -48,8 +48,11 @@ def kpi_report(args):
     """Ticket count, backlog, overdue, first response and resolution times, SLA compliance,
     first-contact resolution, escalation rate by tier, reassignments, CSAT and NPS."""
     now = deps().clock.now()
-    end = as_utc(args["end"]) if args["end"] else now
-    start = as_utc(args["start"]) if args["start"] else end - dt.timedelta(days=DEFAULT_DAYS)
+    try:  # an instant at the edge of the calendar (0001-01-01T00:00+14:00) cannot be moved to UTC
+        end = as_utc(args["end"]) if args["end"] else now
+        start = as_utc(args["start"]) if args["start"] else end - dt.timedelta(days=DEFAULT_DAYS)
+    except OverflowError:
+        raise ApiError(422, "from/to out of range", {"from": ["out of range"], "to": ["out of range"]}) from None
     if start >= end:
         raise ApiError(422, "from must be before to", {"from": ["must be before to"]})
     window = kpi.Window(start, end)
