@@ -41,7 +41,8 @@ class Demo:
         return resp.json() if resp.content else {}
 
     def ensure_policies(self) -> None:
-        existing = {p["name"] for p in self.call("GET", "/api/v1/sla/policies").get("items", [])}
+        listing = self.call("GET", "/api/v1/sla/policies")
+        existing = {p["name"] for p in (listing if isinstance(listing, list) else listing.get("items", []))}
         for policy in DEMO_POLICIES:
             if policy["name"] not in existing:
                 self.call("POST", "/api/v1/sla/policies", json=policy)
