@@ -124,8 +124,12 @@ class OutboxRelay:
             if self.db.is_postgres:
                 query = query.with_for_update(skip_locked=True)
             rows = session.execute(query).all()
+            # One batch, confirmed together: a confirm round trip per row capped a relay at a few
+            # hundred events a second (bench/results, docs/performance.md).
+            with self.bus.batch():
+                for row in rows:
+                    self.bus.publish(Event.from_json(row.body))
             for row in rows:
-                self.bus.publish(Event.from_json(row.body))
                 metrics.published(row.type)
             if rows:
                 session.execute(update(outbox_table).where(outbox_table.c.id.in_([r.id for r in rows]))

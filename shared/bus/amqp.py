@@ -6,6 +6,7 @@ runs its own connection in its own thread.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -21,6 +22,53 @@ log = logging.getLogger(__name__)
 CONNECTION_ERRORS = (px.AMQPConnectionError, px.AMQPChannelError, px.StreamLostError, ConnectionError, OSError)
 # Safety net for a message that kills its consumer outright (so it is never acked or counted by us).
 DELIVERY_LIMIT = 50
+
+
+CONFIRM_TIMEOUT = 30.0  # seconds to wait for the confirms of one batch
+
+
+class _ConfirmWindow:
+    """A publishing channel in confirm mode whose confirms are collected rather than awaited one
+    by one. pika's BlockingChannel waits for each publish's confirm; the channel under it
+    (`_impl`, pika.channel.Channel) takes a confirm callback, so a batch costs one round trip."""
+
+    def __init__(self, conn: pika.BlockingConnection):
+        self.conn = conn
+        self.channel = conn.channel()
+        impl = self.channel._impl
+        self.unconfirmed: set[int] = set()
+        self.nacked = 0
+        self.next_tag = 1
+        selected: list[bool] = []
+        impl.add_on_return_callback(lambda *_: None)  # unroutable: no queue listens to that type
+        impl.confirm_delivery(self._on_confirm, callback=lambda _frame: selected.append(True))
+        deadline = time.monotonic() + CONFIRM_TIMEOUT
+        while not selected:
+            if time.monotonic() > deadline:
+                raise px.AMQPChannelError("no Confirm.SelectOk from the broker")
+            conn.process_data_events(time_limit=0.01)
+
+    def _on_confirm(self, frame) -> None:
+        method = frame.method
+        done = {t for t in self.unconfirmed if t <= method.delivery_tag} if method.multiple else {method.delivery_tag}
+        self.unconfirmed -= done
+        if isinstance(method, pika.spec.Basic.Nack):
+            self.nacked += len(done)
+
+    def publish(self, exchange: str, routing_key: str, body: bytes, props) -> None:
+        self.channel._impl.basic_publish(exchange, routing_key, body, props, mandatory=True)
+        self.unconfirmed.add(self.next_tag)
+        self.next_tag += 1
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.unconfirmed:
+            if time.monotonic() > deadline:
+                raise PublishError(f"{len(self.unconfirmed)} publishes not confirmed in {timeout:.0f}s")
+            self.conn.process_data_events(time_limit=0.01)
+        nacked, self.nacked = self.nacked, 0
+        if nacked:
+            raise PublishError(f"broker nacked {nacked} of a batch")
 
 
 class AmqpBus(Bus):
@@ -55,7 +103,7 @@ class AmqpBus(Bus):
 
     def _close_local(self) -> None:
         conn = getattr(self._local, "conn", None)
-        self._local.channel = self._local.conn = None
+        self._local.channel = self._local.conn = self._local.window = None
         if conn is not None and conn.is_open:
             try:
                 conn.close()
@@ -94,9 +142,46 @@ class AmqpBus(Bus):
     def publish_raw(self, routing_key: str, body: bytes, headers: dict | None = None) -> None:
         self._send(self.exchange, routing_key, body, headers or {}, None)
 
+    @contextlib.contextmanager
+    def batch(self):
+        """Publishes in the block go out on this thread's pipelining channel without waiting;
+        leaving the block waits for every confirm (PublishError if one is nacked or missing)."""
+        if getattr(self._local, "batching", False):
+            yield
+            return
+        self._local.batching = True
+        try:
+            yield
+            window = getattr(self._local, "window", None)
+            if window is not None:
+                try:
+                    window.wait(CONFIRM_TIMEOUT)
+                except CONNECTION_ERRORS as exc:
+                    self._close_local()
+                    raise PublishError(f"broker unreachable: {exc!r}") from None
+        except BaseException:
+            self._close_local()  # unconfirmed leftovers must not leak into the next batch
+            raise
+        finally:
+            self._local.batching = False
+
+    def _window(self) -> "_ConfirmWindow":
+        window = getattr(self._local, "window", None)
+        if window is None or not window.channel.is_open:
+            self._channel()  # this thread's connection, (re)opened if needed
+            window = self._local.window = _ConfirmWindow(self._local.conn)
+        return window
+
     def _send(self, exchange: str, routing_key: str, body: bytes, headers: dict, message_id) -> None:
         props = pika.BasicProperties(content_type="application/json", delivery_mode=2,
                                      message_id=message_id, headers=headers)
+        if getattr(self._local, "batching", False):
+            try:
+                self._window().publish(exchange, routing_key, body, props)
+            except CONNECTION_ERRORS as exc:
+                self._close_local()
+                raise PublishError(f"broker unreachable: {exc!r}") from None
+            return
         for attempt in (1, 2):
             try:
                 self._channel().basic_publish(exchange, routing_key, body, props, mandatory=True)

@@ -10,6 +10,7 @@ Both adapters share the delivery rules written here once:
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import time
@@ -116,6 +117,12 @@ class Bus(ABC):
     @abstractmethod
     def publish(self, event: Event) -> None:
         """Publish and return once the broker has it; raise PublishError otherwise."""
+
+    def batch(self):
+        """A block of publishes confirmed together (the outbox relay's batch): an adapter may send
+        them without waiting for each confirm and wait for all at the end of the block, raising
+        PublishError there. By default every publish is confirmed on its own."""
+        return contextlib.nullcontext()
 
     @abstractmethod
     def publish_raw(self, routing_key: str, body: bytes, headers: dict | None = None) -> None:
