@@ -6,7 +6,6 @@ import collections
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import requests
 from services.sla.bootstrap import build
 from shared.clock import FrozenClock, SystemClock, utcnow
 from shared.events import new_event
+from tests.servers import free_port
 from tests.helpers import Probe, running, ticket_ref, token, wait_for
 from tests.integration.test_sla_harness import MONDAY_9, iso, sla_env  # noqa: F401 (fixture)
 
@@ -107,19 +107,13 @@ def test_two_engines_on_one_database_never_fire_twice(settings, pg_schema, amqp_
     assert fired[0] > 0 and fired[1] > 0, fired  # both engines did part of the work
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_killed_process_fires_every_due_event_once_after_restart(settings, pg_schema, amqp_url, amqp_bus,
                                                                  bus_prefix, tmp_path):
     config = tmp_path / "sla.yaml"
     config.write_text(SECONDS_CONFIG)
     base = settings()
     admin = token(base, "admin")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TIERLINE_BUS_URL": amqp_url, "TIERLINE_BUS_PREFIX": bus_prefix,
            "TIERLINE_SLA_DATABASE_URL": pg_schema("sla"), "TIERLINE_PORT": str(port),
            "TIERLINE_TOKENS_FILE": str(base.tokens_path()), "TIERLINE_CONFIG": str(config),
