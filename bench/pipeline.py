@@ -93,6 +93,7 @@ class Stack:
         self.urls: dict[str, str] = {}
         self._drops: list = []
         self.system: System | None = None
+        self.database_interruptions = 0
 
     def start(self) -> "Stack":
         self.smtp = MailLog().start()
@@ -157,10 +158,21 @@ class Stack:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def sql(self, service: str, query: str, params: dict | None = None, *, write: bool = False) -> list:
-        with psycopg.connect(self.urls[service], autocommit=True) as conn:
-            cur = conn.execute(query, params or {})
-            return cur.fetchall() if cur.description else [(cur.rowcount,)]
+    def sql(self, service: str, query: str, params: dict | None = None) -> list:
+        """Run one statement on a service's schema; rides out a PostgreSQL restart (someone's fault
+        tests on a shared machine) for up to two minutes instead of losing the run."""
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with psycopg.connect(self.urls[service], autocommit=True, connect_timeout=10) as conn:
+                    cur = conn.execute(query, params or {})
+                    return cur.fetchall() if cur.description else [(cur.rowcount,)]
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                self.database_interruptions += 1
+                progress(f"database unavailable ({str(exc).strip().splitlines()[-1][:80]}); retrying")
+                time.sleep(2)
 
     def tickets_url(self) -> str:
         return self.system.url("/api/v1/tickets")

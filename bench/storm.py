@@ -223,7 +223,9 @@ def tierline_storm(n: int, concurrency: int, limit: float, profile: tuple[str, .
         progress(f"storm: all at L2 at T+{times['escalated_s'] or float('nan'):.1f} s, all mails at "
                  f"T+{times['notified_s'] or float('nan'):.1f} s")
         mails = stack.smtp.since(mark)
-        return {"created": created, "settle_s": settle_s, **times, "stages_s": stage_times(stack, t_epoch),
+        if stack.database_interruptions:
+            progress(f"storm: PostgreSQL was unavailable {stack.database_interruptions} times during the run")
+        return {"database_interruptions": stack.database_interruptions, "created": created, "settle_s": settle_s, **times, "stages_s": stage_times(stack, t_epoch),
                 "mails": len(mails), "mails_expected": n * MAILS_PER_TICKET,
                 "mail_lateness_s": summary([m[0] - t_perf for m in mails]),
                 "duplicates": duplicates(stack, mark)}
