@@ -87,7 +87,6 @@ class Settings:
     notify_retry_seconds: float = field(default=1.0, metadata={"parse": _positive(float)})
     notify_max_attempts: int = field(default=6, metadata={"parse": _positive(int)})
     notify_backoff_base: float = field(default=2.0, metadata={"parse": _positive(float)})
-    webhook_secret: str = field(default="", metadata={"secret": True})
     tracker_url: str = ""
     tracker_kind: str = "webhook"
     tracker_token: str = field(default="", metadata={"secret": True})
