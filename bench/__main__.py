@@ -10,7 +10,6 @@ storm of 10,000 tickets is `python -m bench storm --storm-n 10000` (see docs/per
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.metadata
 import json
 import os

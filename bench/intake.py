@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 import requests
 
-from bench.common import AMQP_URL, PG_URL, median, pg_schema_url, progress, save, summary, unique
+from bench.common import AMQP_URL, median, pg_schema_url, progress, save, summary, unique
 from shared.auth import TokenStore
 from shared.bus import connect
 from shared.topology import TOPOLOGY

@@ -41,6 +41,15 @@ def _positive(kind):
     return parse
 
 
+def _non_negative(kind):
+    def parse(raw):
+        value = kind(raw)
+        if value < 0:
+            raise ValueError(f"must be 0 or more, got {raw!r}")
+        return value
+    return parse
+
+
 def _choice(raw: str, allowed: tuple[str, ...]) -> str:
     if raw not in allowed:
         raise ValueError(f"expected one of {', '.join(allowed)}, got {raw!r}")
@@ -87,6 +96,7 @@ class Settings:
     notify_retry_seconds: float = field(default=1.0, metadata={"parse": _positive(float)})
     notify_max_attempts: int = field(default=6, metadata={"parse": _positive(int)})
     notify_backoff_base: float = field(default=2.0, metadata={"parse": _positive(float)})
+    notify_give_up_seconds: float = field(default=86400.0, metadata={"parse": _non_negative(float)})
     tracker_url: str = ""
     tracker_kind: str = "webhook"
     tracker_token: str = field(default="", metadata={"secret": True})

@@ -16,7 +16,8 @@ from typing import Callable, Iterator
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,7 +34,7 @@ def normalise_url(url: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10):
+    def __init__(self, url: str, *, pool_size: int = 10, name: str = "tierline"):
         self.url = normalise_url(url)
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
@@ -44,8 +45,12 @@ class Database:
                 self.url, connect_args={"check_same_thread": False, "timeout": 30})
             _sqlite_setup(self.engine)
         else:
-            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=pool_size,
-                                        max_overflow=pool_size, pool_recycle=1800)
+            # No pool_pre_ping: it cost one round trip of the 5-10 in every transaction. A
+            # connection the server dropped (restart) fails its first statement instead; SQLAlchemy
+            # then refreshes the whole pool, consumers retry such errors as transient and HTTP
+            # answers 503 + Retry-After (shared/http.py). application_name shows in pg_stat_activity.
+            self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
+                                        connect_args={"application_name": name[:63]})
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._after_commit: list[Callable[[Session], None]] = []
 
@@ -99,6 +104,16 @@ def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn):
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def insert_ignoring_duplicates(session: Session, table: Table, values: dict) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; True if the row was inserted. A concurrent inserter of
+    the same key makes this wait for its commit and then skip, instead of failing the transaction.
+    (RETURNING, because the driver's rowcount is not reliable for a skipped row.)"""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    key = next(iter(table.primary_key.columns))
+    statement = insert(table).values(**values).on_conflict_do_nothing().returning(key)
+    return session.execute(statement).first() is not None
 
 
 _migrate_lock = threading.Lock()

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 import marshmallow as ma
 from flask import Flask, Response, current_app, g, jsonify, request
 from flask_smorest import Api
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from shared import metrics
@@ -209,6 +210,15 @@ def _add_guards(app: Flask, service: str, tokens: TokenStore, public: set[str]) 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
         return error_response(exc.status, exc.message, exc.fields, exc.code)
+
+    @app.errorhandler(sa_exc.OperationalError)
+    @app.errorhandler(sa_exc.InterfaceError)
+    @app.errorhandler(sa_exc.DisconnectionError)
+    def database_away(exc: Exception):
+        # A restarting database, or a pooled connection it dropped (the pool is then refreshed).
+        # Retrying is safe; a POST cut off during its commit should carry an Idempotency-Key.
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, type(exc).__name__)
+        return error_response(503, "database unavailable, retry shortly", headers={"Retry-After": "1"})
 
     @app.errorhandler(RecursionError)
     def too_deep(_exc):

@@ -17,13 +17,12 @@ from typing import Callable
 
 from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text,
                         delete, func, insert, select, text, update)
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import metrics
 from shared.bus import Bus
 from shared.clock import utcnow
-from shared.db import Database
+from shared.db import Database, insert_ignoring_duplicates
 from shared.events import Event
 
 log = logging.getLogger(__name__)
@@ -76,23 +75,14 @@ def idempotent(db: Database, consumer: str, handler: Callable[[Session, Event], 
     """Wrap `handler(session, event)` so each event id takes effect once for this consumer."""
 
     def handle(event: Event) -> None:
-        try:
-            with db.transaction() as session:
-                seen = session.execute(select(inbox_table.c.event_id).where(
-                    inbox_table.c.consumer == consumer, inbox_table.c.event_id == event.id)).first()
-                if seen:
-                    log.info("skipping duplicate %s %s", event.type, event.id)
-                    return
-                session.execute(insert(inbox_table).values(consumer=consumer, event_id=event.id, processed_at=utcnow()))
-                handler(session, event)
-        except IntegrityError:
-            # A concurrent duplicate won the race on the inbox key: its effect is in, ours is
-            # rolled back. Anything else that violates a constraint is a real failure.
-            with db.transaction() as session:
-                if session.execute(select(inbox_table.c.event_id).where(
-                        inbox_table.c.consumer == consumer, inbox_table.c.event_id == event.id)).first():
-                    return
-            raise
+        with db.transaction() as session:
+            # One statement: a duplicate (even one delivered concurrently to another replica)
+            # finds the key taken, waits for that transaction and is skipped.
+            if not insert_ignoring_duplicates(session, inbox_table, {
+                    "consumer": consumer, "event_id": event.id, "processed_at": utcnow()}):
+                log.info("skipping duplicate %s %s", event.type, event.id)
+                return
+            handler(session, event)
 
     handle.__name__ = getattr(handler, "__name__", "handle")
     return handle
@@ -118,7 +108,7 @@ class OutboxRelay:
     def run_once(self) -> int:
         """Publish one batch; returns how many rows were published."""
         with self.db.transaction() as session:
-            query = (select(outbox_table.c.id, outbox_table.c.body, outbox_table.c.type)
+            query = (select(outbox_table.c.id, outbox_table.c.body, outbox_table.c.type, outbox_table.c.event_id)
                      .where(outbox_table.c.published_at.is_(None))
                      .order_by(outbox_table.c.id).limit(self.batch))
             if self.db.is_postgres:
@@ -128,7 +118,7 @@ class OutboxRelay:
             # hundred events a second (bench/results, docs/performance.md).
             with self.bus.batch():
                 for row in rows:
-                    self.bus.publish(Event.from_json(row.body))
+                    self.bus.publish_stored(row.type, row.event_id, row.body.encode())
             for row in rows:
                 metrics.published(row.type)
             if rows:
@@ -162,7 +152,11 @@ class OutboxRelay:
                     continue  # more waiting: no sleep
             except Exception as exc:  # broker or database away: keep the rows, try again later
                 log.warning("outbox relay of %s failed, retrying in %.1fs: %r", self.service, backoff, exc)
+                # Commits keep signalling while the broker is away; waking on them would turn
+                # the backoff into a busy loop of failed connects.
+                self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
+                continue
             self._wake.wait(backoff)
 
     def start(self) -> None:

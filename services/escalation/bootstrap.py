@@ -23,7 +23,7 @@ WORKER_JOB = "defect-jobs"
 def build(settings: Settings, *, bus: Bus, clock=None, http=None) -> Service:
     """`http`: the trackers' HTTP client (a requests.Session by default; tests may pass a fake)."""
     clock = clock or SystemClock()
-    db = Database(settings.database_for(NAME))
+    db = Database(settings.database_for(NAME), name=f"tierline-{NAME}")
     migrate(db, f"services.{NAME}")
     registry.seed(db, dict(settings.domain), clock.now())
     try:

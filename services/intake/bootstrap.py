@@ -25,7 +25,7 @@ DEFAULT_PRIORITIES = {
 
 def build(settings: Settings, *, bus, clock=None) -> Service:
     clock = clock or SystemClock()
-    db = Database(settings.database_for("intake"))
+    db = Database(settings.database_for("intake"), name="tierline-intake")
     migrate(db, "services.intake")
     # Intake seeds no tables: its only defaults (the priority matrix) are read from the config.
     service = Service(name="intake", settings=settings, db=db, bus=bus, clock=clock)

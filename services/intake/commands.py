@@ -107,7 +107,7 @@ def _create_or_count(session, deps: Intake, principal, data: dict) -> tuple[int,
                  priority=ticket.priority)
     store.emit(session, ticket, "ticket.created", now, description=ticket.description, impact=impact,
                urgency=urgency)
-    return 201, store.represent(session, ticket)
+    return 201, store.to_dict(ticket, defects=[])  # a new ticket has no defects: no query
 
 
 def _count_occurrence(session, ticket: Ticket, principal, now: dt.datetime) -> dict:

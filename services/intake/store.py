@@ -34,8 +34,8 @@ def viewer_of(principal) -> Viewer:
 
 def next_number(session: Session) -> int:
     """Gap-free and safe under concurrency: the UPDATE locks the counter row until commit."""
-    session.execute(update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1))
-    return session.execute(select(Counter.value).where(Counter.name == "ticket")).scalar_one()
+    return session.execute(update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1)
+                           .returning(Counter.value)).scalar_one()
 
 
 def _lookup(ticket_ref: str):

@@ -29,7 +29,7 @@ class NotifyDeps:
 
 def build(settings: Settings, *, bus, clock=None) -> Service:
     clock = clock or SystemClock()
-    db = Database(settings.database_for(NAME))
+    db = Database(settings.database_for(NAME), name=f"tierline-{NAME}")
     migrate(db, f"services.{NAME}")
     service = Service(name=NAME, settings=settings, db=db, bus=bus, clock=clock)
     # Notify seeds no tables: who hears what is configuration (read at every start), recipients

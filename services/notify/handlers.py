@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from services.notify import domain, readmodel
 from services.notify.models import Delivery, Recipient
 from services.notify.render import Renderer
+from shared.db import insert_ignoring_duplicates
 from shared.events import Event
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,13 @@ class Planner:
         ticket = readmodel.apply(session, event)
         ticket_view = readmodel.view(ticket)
         now = self.clock.now()
-        for person in domain.known_people(event.payload, ticket_view):
-            readmodel.learn(session, person, now)
         people = domain.audience(event.type, event.payload, ticket_view, self.rules.get(event.type, ()))
+        recipients = readmodel.learn_all(session, [*domain.known_people(event.payload, ticket_view), *people], now)
         if not people:
             log.info("%s %s: nobody to tell", event.type, event.id)
             return
         for person in people:
-            recipient = readmodel.learn(session, person, now)
+            recipient = recipients[person.email]
             channels = recipient.channels or list(domain.DEFAULT_CHANNELS)
             _, channel = domain.next_channel(channels, ()) or (0, {"type": "email"})
             self.plan(session, event, ticket_view, person, recipient, channel["type"], now=now)
@@ -60,7 +60,7 @@ class Planner:
         urgent = domain.is_urgent(event.type, ticket.get("priority") or event.payload.get("priority"))
         # Quiet hours defer the first attempt only; urgent news goes at once.
         due = now if urgent else domain.quiet_until(now, recipient.quiet_hours, timezone) or now
-        inserted = readmodel.insert_ignoring_duplicates(session, Delivery, {
+        inserted = insert_ignoring_duplicates(session, Delivery.__table__, {
             "id": str(uuid.uuid4()), "source_event_id": event.id, "source_event_type": event.type,
             "correlation_id": event.correlation_id[:128], "ticket_id": event.ticket_id or ticket.get("id"),
             "ticket_key": (ticket.get("key") or event.payload.get("key") or "")[:64] or None,

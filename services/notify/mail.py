@@ -102,6 +102,9 @@ class SmtpTransport:
         self.password = unquote(parts.password) if parts.password else None
         self.starttls = parse_qs(parts.query).get("starttls", ["false"])[0].lower() in ("1", "true", "yes")
         self.timeout = timeout
+        # Built once and only for TLS: loading the CA store took 30-100 ms of CPU per sending
+        # pass (docs/performance.md).
+        self._context = ssl.create_default_context() if self.ssl or self.starttls else None
         self._conn: smtplib.SMTP | None = None
         self._broken: DeliveryError | None = None
 
@@ -110,13 +113,12 @@ class SmtpTransport:
             raise self._broken
         if self._conn is None:
             try:
-                context = ssl.create_default_context()
                 if self.ssl:
-                    conn = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+                    conn = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._context)
                 else:
                     conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
                     if self.starttls:
-                        conn.starttls(context=context)
+                        conn.starttls(context=self._context)
                 if self.username:
                     conn.login(self.username, self.password or "")
             except (OSError, smtplib.SMTPException) as exc:

@@ -6,26 +6,15 @@ import datetime as dt
 import logging
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.notify.domain import Person, normalise_address
 from services.notify.models import Recipient, Ticket
 from shared.clock import as_utc
+from shared.db import insert_ignoring_duplicates
 from shared.events import Event
 
 log = logging.getLogger(__name__)
-
-
-def insert_ignoring_duplicates(session: Session, model, values: dict) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING; True if a row was inserted. Two replicas learning the
-    same recipient at once must not fail each other's transaction. (RETURNING, because the
-    driver's rowcount is not reliable for a skipped row.)"""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    key = next(iter(model.__table__.primary_key.columns))
-    statement = insert(model.__table__).values(**values).on_conflict_do_nothing().returning(key)
-    return session.execute(statement).first() is not None
 
 
 def _clip(value, limit: int):
@@ -48,7 +37,7 @@ def apply(session: Session, event: Event) -> Ticket | None:
     if ticket is None:
         if ref is None and not payload.get("key"):
             return None
-        insert_ignoring_duplicates(session, Ticket, {"id": ticket_id, "key": _clip(payload.get("key"), 64), "title": ""})
+        insert_ignoring_duplicates(session, Ticket.__table__, {"id": ticket_id, "key": _clip(payload.get("key"), 64), "title": ""})
         ticket = session.get(Ticket, ticket_id, with_for_update=True)
     if ref is not None and _newer(ticket.snapshot_at, event.occurred_at):
         reporter = ref.get("reporter") or {}
@@ -83,20 +72,36 @@ def view(ticket: Ticket | None) -> dict:
 def learn(session: Session, person: Person, now: dt.datetime) -> Recipient:
     """Make sure the recipient exists; refresh what the events say about them (name, chat, the
     contact's language and zone) but never the preferences they or an admin set."""
-    inserted = insert_ignoring_duplicates(session, Recipient, {
+    inserted = insert_ignoring_duplicates(session, Recipient.__table__, {
         "address": person.email, "name": person.name, "chat": person.chat,
         "contact_language": _clip(person.language, 8), "contact_timezone": _clip(person.timezone, 64),
         "preferences_set": False, "created_at": now, "updated_at": now})
     recipient = session.get(Recipient, person.email)
     if not inserted:
-        learned = {"name": person.name or recipient.name, "chat": person.chat or recipient.chat,
-                   "contact_language": _clip(person.language, 8) or recipient.contact_language,
-                   "contact_timezone": _clip(person.timezone, 64) or recipient.contact_timezone}
-        if any(getattr(recipient, k) != v for k, v in learned.items()):
-            for key, value in learned.items():
-                setattr(recipient, key, value)
-            recipient.updated_at = now
+        _refresh(recipient, person, now)
     return recipient
+
+
+def learn_all(session: Session, people, now: dt.datetime) -> dict[str, Recipient]:
+    """`learn` for everyone an event names, with one SELECT for those already known (nearly
+    everyone, after the first days): per-person round trips were 45 % of notify's consumer."""
+    recipients = recipients_by_address(session, {p.email for p in people})
+    for person in people:
+        if person.email in recipients:
+            _refresh(recipients[person.email], person, now)
+        else:
+            recipients[person.email] = learn(session, person, now)
+    return recipients
+
+
+def _refresh(recipient: Recipient, person: Person, now: dt.datetime) -> None:
+    learned = {"name": person.name or recipient.name, "chat": person.chat or recipient.chat,
+               "contact_language": _clip(person.language, 8) or recipient.contact_language,
+               "contact_timezone": _clip(person.timezone, 64) or recipient.contact_timezone}
+    if any(getattr(recipient, k) != v for k, v in learned.items()):
+        for key, value in learned.items():
+            setattr(recipient, key, value)
+        recipient.updated_at = now
 
 
 def recipients_by_address(session: Session, addresses) -> dict[str, Recipient]:

@@ -33,10 +33,12 @@ from services.notify.mail import DeliveryError, build_message, sender_address, t
 from services.notify.models import Delivery, Recipient
 from shared import metrics, outbox
 from shared.bus.base import TRANSIENT_ERRORS
-from shared.db import Database
+from shared.clock import as_utc
+from shared.db import Database, insert_ignoring_duplicates
 from shared.events import new_event
 
 log = logging.getLogger(__name__)
+LAST_CHANNEL_RETRY_CAP = 900.0  # seconds between attempts once the bounded attempts are used up
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Sender:
         sender_address(settings.mail_from)  # a bad From is a configuration error at start, not per mail
         self.mail_from = settings.mail_from
         self.max_attempts, self.backoff_base = settings.notify_max_attempts, settings.notify_backoff_base
+        self.give_up_after = dt.timedelta(seconds=settings.notify_give_up_seconds)
         self.batch, self.lease = batch, dt.timedelta(seconds=lease_seconds)
         self.rand = rand
         self.transport = transport_for(settings.smtp_url, settings.outbox_dir())
@@ -223,31 +226,38 @@ class Sender:
             if row is None:
                 return
             row.last_error, row.updated_at, row.lease_id = error[:500], now, None
-            if permanent or row.attempts >= self.max_attempts:
+            fallback = self._fallback_channel(session, row)
+            if permanent or (row.attempts >= self.max_attempts and (
+                    fallback is not None or now - as_utc(row.created_at) >= self.give_up_after)):
                 row.state = "dead"
                 outbox.add(session, _outcome("notify.failed", row, row.last_error))
-                self._fall_back(session, row, now)
+                if fallback is not None:
+                    self._plan_fallback(session, row, fallback, now)
             else:
+                # Past the attempts with no other channel left (usually email): keep trying, as
+                # a mail server queues, so a mail relay down for minutes loses nothing.
                 row.state = "retrying"
+                cap = LAST_CHANNEL_RETRY_CAP if row.attempts >= self.max_attempts else domain.BACKOFF_CAP
                 row.next_attempt_at = now + dt.timedelta(
-                    seconds=domain.backoff_seconds(row.attempts, self.backoff_base, rand=self.rand))
+                    seconds=domain.backoff_seconds(row.attempts, self.backoff_base, cap=cap, rand=self.rand))
             outcome = row.state
         metrics.NOTIFICATIONS.labels(channel=claim.channel, outcome=outcome).inc()
         log.warning("delivery %s by %s failed (attempt %d): %s -> %s", claim.id, claim.channel,
                     row.attempts, error, outcome)
 
-    def _fall_back(self, session, dead: Delivery, now: dt.datetime) -> None:
-        recipient = session.get(Recipient, dead.recipient)
+    def _fallback_channel(self, session, row: Delivery) -> str | None:
+        """The recipient's next preferred channel not yet tried for this message, if any."""
+        recipient = session.get(Recipient, row.recipient)
         channels = (recipient.channels if recipient else None) or list(domain.DEFAULT_CHANNELS)
         tried = set(session.scalars(select(Delivery.channel).where(
-            Delivery.source_event_id == dead.source_event_id, Delivery.recipient == dead.recipient)))
+            Delivery.source_event_id == row.source_event_id, Delivery.recipient == row.recipient)))
         found = domain.next_channel(channels, tried)
-        if found is None:
-            return
-        channel = found[1]["type"]
+        return found[1]["type"] if found else None
+
+    def _plan_fallback(self, session, dead: Delivery, channel: str, now: dt.datetime) -> None:
         columns = ("source_event_id", "source_event_type", "correlation_id", "ticket_id", "ticket_key", "recipient",
                    "recipient_name", "role", "language", "subject", "body_text", "body_html", "urgent")
-        readmodel.insert_ignoring_duplicates(session, Delivery, {
+        insert_ignoring_duplicates(session, Delivery.__table__, {
             **{c: getattr(dead, c) for c in columns}, "id": str(uuid.uuid4()), "channel": channel,
             "state": "queued", "attempts": 0, "next_attempt_at": now, "fallback_of": dead.id,
             "created_at": now, "updated_at": now})

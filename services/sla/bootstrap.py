@@ -26,7 +26,7 @@ class Sla:
 
 def build(settings: Settings, *, bus, clock=None) -> Service:
     clock = clock or SystemClock()
-    db = Database(settings.database_for("sla"))
+    db = Database(settings.database_for("sla"), name="tierline-sla")
     migrate(db, "services.sla")
     store.seed(db, settings.domain, clock.now())
     calendars = store.Calendars()

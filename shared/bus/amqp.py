@@ -142,6 +142,9 @@ class AmqpBus(Bus):
     def publish_raw(self, routing_key: str, body: bytes, headers: dict | None = None) -> None:
         self._send(self.exchange, routing_key, body, headers or {}, None)
 
+    def publish_stored(self, event_type: str, event_id: str, body: bytes) -> None:
+        self._send(self.exchange, event_type, body, {}, event_id)
+
     @contextlib.contextmanager
     def batch(self):
         """Publishes in the block go out on this thread's pipelining channel without waiting;

@@ -5,6 +5,7 @@ import pytest
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
+from sqlalchemy import exc as sa_exc
 
 from shared.auth import TokenStore, roles
 from shared.http import ApiError, create_service_app
@@ -26,6 +27,8 @@ def make_app(tmp_path):
         def post(self, data):
             if data["title"] == "taken":
                 raise ApiError(409, "title already taken", {"title": ["taken"]})
+            if data["title"] == "db-away":
+                raise sa_exc.OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
             return data
 
     store = TokenStore(tmp_path / "tokens.yaml")
@@ -112,3 +115,10 @@ def test_health_is_public_metrics_and_everything_else_are_not(client):
     assert metrics.status_code == 200 and b"tierline_http_requests_total" in metrics.data
     spec = c.get("/api/v1/notes/openapi.json").get_json()
     assert "/api/v1/notes" in spec["paths"]
+
+
+def test_503_with_retry_after_when_the_database_is_away(client):
+    c, h = client
+    resp = c.post("/api/v1/notes", json={"title": "db-away"}, headers=h["agent"])
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "1"
+    assert error(resp)["code"] == "unavailable" and "retry" in error(resp)["message"]

@@ -23,7 +23,8 @@ ANNA = {"name": "Anna Smith", "email": "anna.smith@example.com", "language": "en
 @pytest.fixture
 def svc(settings, pg_schema, amqp_bus):
     service = build(settings(database_url=pg_schema("notify"), smtp_url="", notify_retry_seconds=0.1,
-                             notify_backoff_base=0.1, notify_max_attempts=3), bus=amqp_bus)
+                             notify_backoff_base=0.1, notify_max_attempts=3,
+                             notify_give_up_seconds=0), bus=amqp_bus)
     service.extras["admin"] = token(service.settings, "admin", email="admin@example.com")
     return service
 

@@ -144,7 +144,7 @@ def notify(settings, pg_schema, amqp_bus, smtp):
     def make(clock=None, **overrides):
         values = dict(database_url=pg_schema("notify"), smtp_url=smtp.url, mail_from="Tierline Desk <desk@example.com>",
                       public_url="https://desk.example.com", notify_retry_seconds=0.1, notify_backoff_base=0.1,
-                      notify_max_attempts=3)
+                      notify_max_attempts=3, notify_give_up_seconds=0)
         values.update(overrides)
         svc = build(settings(**values), bus=amqp_bus, clock=clock)
         svc.extras["admin"] = token(svc.settings, "admin", email="admin@example.com")
@@ -279,6 +279,25 @@ def test_smtp_down_for_a_while_is_retried_then_delivered_once(notify, amqp_bus, 
     assert len(smtp.to("kate@example.com")) == 1 and probe.of("notify.failed") == []
     [row] = deliveries(svc, ticket_id=ref["id"])
     assert row["status"] == "sent" and row["attempts"] >= 3
+
+
+def test_last_channel_keeps_retrying_past_the_attempts_until_delivered(notify, amqp_bus, smtp):
+    """Email is the only channel: an SMTP outage longer than the bounded attempts loses nothing."""
+    svc = notify(notify_max_attempts=2, notify_give_up_seconds=3600)
+    probe = Probe(amqp_bus, keys=OUTCOMES)
+    smtp.stop()
+    ref = ticket_ref(reporter=KATE)
+    with running(amqp_bus, svc):
+        amqp_bus.publish(ticket_event("ticket.created", ref))
+        past = wait_for(lambda: [r for r in deliveries(svc, ticket_id=ref["id"])
+                                 if r["status"] == "retrying" and r["attempts"] >= 4], timeout=30)
+        assert past, deliveries(svc, ticket_id=ref["id"])
+        smtp.start()
+        probe.wait("notify.delivered")
+        time.sleep(0.3)
+    assert len(smtp.to("kate@example.com")) == 1 and probe.of("notify.failed") == []
+    [row] = deliveries(svc, ticket_id=ref["id"])
+    assert row["status"] == "sent" and row["attempts"] >= 5
 
 
 def test_dead_delivery_retried_by_an_admin_gets_delivered(notify, amqp_bus, smtp, settings):

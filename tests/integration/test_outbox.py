@@ -81,16 +81,17 @@ def test_relay_killed_after_publish_before_mark_republishes_and_inbox_applies_on
             outbox.add(s, e)
 
     script = textwrap.dedent(f"""
-        import os
+        import contextlib, os
         from shared.bus import connect
         from shared.db import Database
         from shared.outbox import OutboxRelay
         bus = connect({bus.url!r}, prefix={bus.prefix!r})
-        real = bus.publish
-        def publish_then_die(event):
-            real(event)
+        bus.batch = contextlib.nullcontext  # each publish confirmed before the kill
+        real = bus.publish_stored
+        def publish_then_die(*args):
+            real(*args)
             os._exit(9)
-        bus.publish = publish_then_die
+        bus.publish_stored = publish_then_die
         OutboxRelay(Database({db.url!r}), bus, service="t").run_once()
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=os.getcwd(), timeout=60)
