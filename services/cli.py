@@ -22,7 +22,7 @@ log = logging.getLogger("tierline")
 
 def build_services(names, settings: Settings, *, bus=None, clock=None):
     bus = bus or connect(settings.bus_url, prefix=settings.bus_prefix, prefetch=settings.prefetch,
-                         queue_type=settings.bus_queue_type)
+                         batch=settings.consume_batch, queue_type=settings.bus_queue_type)
     services = [importlib.import_module(f"services.{name}.bootstrap").build(settings, bus=bus, clock=clock)
                 for name in names]
     return services, bus

@@ -88,6 +88,7 @@ class Settings:
     public_url: str = field(default="http://127.0.0.1:8080", metadata={"parse": _url})
     max_attempts: int = field(default=5, metadata={"parse": _positive(int)})
     prefetch: int = field(default=20, metadata={"parse": _positive(int)})
+    consume_batch: int = field(default=20, metadata={"parse": _positive(int)})
     relay_interval: float = field(default=0.2, metadata={"parse": _positive(float)})
     sla_tick_seconds: float = field(default=0.5, metadata={"parse": _positive(float)})
     smtp_url: str = ""

@@ -116,6 +116,15 @@ def insert_ignoring_duplicates(session: Session, table: Table, values: dict) -> 
     return session.execute(statement).first() is not None
 
 
+def inserted_keys(session: Session, table: Table, key: str, rows: list[dict]) -> set:
+    """A multi-row `insert_ignoring_duplicates`: the values of `key` of the rows inserted."""
+    if not rows:
+        return set()
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table).values(rows).on_conflict_do_nothing().returning(table.c[key])
+    return {row[0] for row in session.execute(statement)}
+
+
 _migrate_lock = threading.Lock()
 
 

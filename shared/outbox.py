@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session
 from shared import metrics
 from shared.bus import Bus
 from shared.clock import utcnow
-from shared.db import Database, insert_ignoring_duplicates
+from shared.db import Database, insert_ignoring_duplicates, inserted_keys
 from shared.events import Event
+from shared.logs import correlated
 
 log = logging.getLogger(__name__)
 metadata = MetaData()
@@ -86,6 +87,30 @@ def idempotent(db: Database, consumer: str, handler: Callable[[Session, Event], 
 
     handle.__name__ = getattr(handler, "__name__", "handle")
     return handle
+
+
+def idempotent_batch(db: Database, consumer: str, handler: Callable[[Session, Event], None]):
+    """`idempotent` for several events in one transaction (a consumer's prefetched backlog): one
+    inbox INSERT for all, the handler for each new one in order, one commit. The session is
+    flushed after each event, so the next one sees its effects exactly as in a transaction of
+    its own. Any failure rolls everything back (the bus then handles them one by one)."""
+
+    def handle_all(events: list[Event]) -> None:
+        with db.transaction() as session:
+            now = utcnow()
+            unique = sorted({e.id for e in events})  # sorted: replicas take the keys in one order
+            fresh = inserted_keys(session, inbox_table, "event_id",
+                                  [{"consumer": consumer, "event_id": i, "processed_at": now} for i in unique])
+            for event in events:
+                if event.id not in fresh:
+                    log.info("skipping duplicate %s %s", event.type, event.id)
+                    continue
+                fresh.discard(event.id)  # a second copy in the same batch is a duplicate too
+                with correlated(event.correlation_id):
+                    handler(session, event)
+                session.flush()
+
+    return handle_all
 
 
 class OutboxRelay:

@@ -20,7 +20,7 @@ from shared.clock import SystemClock
 from shared.config import Settings
 from shared.db import Database
 from shared.events import Event
-from shared.outbox import OutboxRelay, idempotent
+from shared.outbox import OutboxRelay, idempotent, idempotent_batch
 from shared.topology import TOPOLOGY
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Service:
 
     def consume(self, purpose: str, handlers: dict[str, EventHandler]) -> None:
         """Subscribe `<service>.<purpose>` (bindings from the topology) with per-type handlers,
-        each run in one transaction with the inbox record."""
+        run in one transaction with the inbox record (a prefetched backlog: one for several)."""
         queue = f"{self.name}.{purpose}"
         bindings = TOPOLOGY.queues[queue]
 
@@ -58,7 +58,8 @@ class Service:
                 handler(session, event)
 
         self.bus.subscribe(queue, bindings, idempotent(self.db, queue, route),
-                           max_attempts=self.settings.max_attempts)
+                           max_attempts=self.settings.max_attempts,
+                           batch_handler=idempotent_batch(self.db, queue, route))
 
     def every(self, seconds: float, job: Callable[[], Any], name: str) -> None:
         def safe():

@@ -228,13 +228,20 @@ class AmqpBus(Bus):
             channel.confirm_delivery()
             channel.basic_qos(prefetch_count=self.prefetch)
 
-            def on_message(ch, method, props, body):
-                self._deliver(ch, sub, method, props, body)
+            # process_data_events returns once deliveries are buffered and has called on_message
+            # for each of them by then: what it collected is handled as a batch.
+            received: list[tuple] = []
+
+            def on_message(_ch, method, props, body):
+                received.append((method, props, body))
 
             tag = channel.basic_consume(self.name(sub.queue), on_message, auto_ack=False)
             log.info("consuming %s", self.name(sub.queue))
             while not self.stopping:
                 conn.process_data_events(time_limit=0.2)
+                while received and not self.stopping:
+                    chunk, received[:] = received[:self.batch_size], received[self.batch_size:]
+                    self._deliver(channel, sub, chunk)
             channel.basic_cancel(tag)
         finally:
             if conn.is_open:
@@ -243,10 +250,14 @@ class AmqpBus(Bus):
                 except CONNECTION_ERRORS:
                     pass
 
-    def _deliver(self, ch, sub: Subscription, method, props, body: bytes) -> None:
+    def _deliver(self, ch, sub: Subscription, chunk: list[tuple]) -> None:
+        attempts = [int((props.headers or {}).get(ATTEMPTS_HEADER, 0)) + 1 for _m, props, _b in chunk]
+        outcomes = self.dispatch_many(sub, [(body, n) for (_m, _p, body), n in zip(chunk, attempts)])
+        for (method, props, body), n, outcome in zip(chunk, attempts, outcomes):
+            self._settle(ch, sub, method, props, body, n, outcome)
+
+    def _settle(self, ch, sub: Subscription, method, props, body: bytes, attempts: int, outcome: Outcome) -> None:
         headers = props.headers or {}
-        attempts = int(headers.get(ATTEMPTS_HEADER, 0)) + 1
-        outcome = self.dispatch(sub, body, attempts)
         if outcome is Outcome.ACK:
             ch.basic_ack(method.delivery_tag)
         elif outcome is Outcome.DEAD:

@@ -7,6 +7,11 @@ Both adapters share the delivery rules written here once:
   the same message again, without counting an attempt (an outage must not dead-letter work);
 - it raises anything else -> the message goes back to the queue with an attempt counted, and
   after `max_attempts` to the dead-letter queue `<queue>.dlq`. The service keeps consuming.
+
+Deliveries already prefetched are handed to the subscription's batch handler together (one
+database transaction for all, instead of one each); if the batch fails for any reason it is
+rolled back and every event is handled on its own under the rules above, so a bad event costs
+only itself.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from shared.logs import correlated
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], None]
+BatchHandler = Callable[[list[Event]], None]
 ATTEMPTS_HEADER = "x-tierline-attempts"
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, ConnectionError, TimeoutError)
@@ -50,6 +56,7 @@ class Subscription:
     bindings: tuple[str, ...]
     handler: Handler
     max_attempts: int = 5
+    batch_handler: BatchHandler | None = None  # the same effects as `handler` on each, in one go
 
 
 @dataclass
@@ -60,10 +67,11 @@ class Topology:
 
 
 class Bus(ABC):
-    def __init__(self, url: str, *, prefix: str = "", prefetch: int = 20):
+    def __init__(self, url: str, *, prefix: str = "", prefetch: int = 20, batch: int = 20):
         self.url = url
         self.prefix = prefix
         self.prefetch = prefetch
+        self.batch_size = max(1, min(batch, prefetch))  # a batch is what is already prefetched
         self.exchange = f"{prefix}tierline.events"
         self.dead_letter_exchange = f"{prefix}tierline.dlx"
         self.subscriptions: list[Subscription] = []
@@ -72,21 +80,43 @@ class Bus(ABC):
     def name(self, queue: str) -> str:
         return f"{self.prefix}{queue}"
 
-    def subscribe(self, queue: str, bindings: Iterable[str], handler: Handler, *, max_attempts: int = 5) -> None:
-        self.subscriptions.append(Subscription(queue, tuple(bindings), handler, max_attempts))
+    def subscribe(self, queue: str, bindings: Iterable[str], handler: Handler, *, max_attempts: int = 5,
+                  batch_handler: BatchHandler | None = None) -> None:
+        self.subscriptions.append(Subscription(queue, tuple(bindings), handler, max_attempts, batch_handler))
 
     def dispatch(self, sub: Subscription, body: bytes, attempts: int) -> Outcome:
         """Run the handler for one delivery; `attempts` counts this one (1 = first)."""
+        return self.dispatch_many(sub, [(body, attempts)])[0]
+
+    def dispatch_many(self, sub: Subscription, deliveries: list[tuple[bytes, int]]) -> list[Outcome]:
+        """Outcomes for deliveries (body, attempts) in their order; valid events go to the batch
+        handler together when there are several, else (or if that fails) one by one."""
+        outcomes: list[Outcome | None] = [None] * len(deliveries)
+        events: list[tuple[int, Event]] = []
+        for i, (body, _attempts) in enumerate(deliveries):
+            try:
+                events.append((i, Event.from_json(body)))
+            except PoisonMessage as exc:
+                log.error("dead-lettering a malformed message on %s: %s", sub.queue, exc)
+                outcomes[i] = Outcome.DEAD
+        if len(events) > 1 and sub.batch_handler is not None and self._run_batch(sub, [e for _, e in events]):
+            for i, _event in events:
+                outcomes[i] = Outcome.ACK
+        else:
+            for i, event in events:
+                with correlated(event.correlation_id):
+                    outcomes[i] = self._run_handler(sub, event, deliveries[i][1])
+        for outcome in outcomes:
+            metrics.consumed(sub.queue, outcome.value)
+        return outcomes
+
+    def _run_batch(self, sub: Subscription, events: list[Event]) -> bool:
         try:
-            event = Event.from_json(body)
-        except PoisonMessage as exc:
-            log.error("dead-lettering a malformed message on %s: %s", sub.queue, exc)
-            metrics.consumed(sub.queue, "dead")
-            return Outcome.DEAD
-        with correlated(event.correlation_id):
-            outcome = self._run_handler(sub, event, attempts)
-        metrics.consumed(sub.queue, outcome.value)
-        return outcome
+            sub.batch_handler(events)
+            return True
+        except Exception as exc:  # rolled back: each event is tried alone, with its own counting
+            log.info("batch of %d on %s failed (%r); handling them one by one", len(events), sub.queue, exc)
+            return False
 
     def _run_handler(self, sub: Subscription, event: Event, attempts: int) -> Outcome:
         waited, delay = 0.0, 0.2

@@ -68,18 +68,29 @@ class MemoryBus(Bus):
             queue = self._queue(sub.queue, sub.bindings)
 
             # on_message hands over the raw message: no decoding by kombu, so bad JSON reaches
-            # dispatch() and is dead-lettered like on RabbitMQ.
-            with Consumer(conn, queues=[queue], on_message=lambda message: self._deliver(sub, message),
-                          accept=None, prefetch_count=self.prefetch):
+            # dispatch() and is dead-lettered like on RabbitMQ. Messages waiting right behind the
+            # first are taken too and handled as one batch, as the amqp adapter does.
+            received: list = []
+            with Consumer(conn, queues=[queue], on_message=received.append, accept=None,
+                          prefetch_count=self.prefetch):
                 while not self.stopping:
                     try:
                         conn.drain_events(timeout=0.1)
+                        while len(received) < self.batch_size:
+                            conn.drain_events(timeout=0)
                     except socket.timeout:
-                        continue
+                        pass
+                    if received:
+                        chunk, received[:] = received[:], []
+                        self._deliver(sub, chunk)
 
-    def _deliver(self, sub: Subscription, message) -> None:
-        attempts = int((message.headers or {}).get(ATTEMPTS_HEADER, 0)) + 1
-        outcome = self.dispatch(sub, message.body, attempts)
+    def _deliver(self, sub: Subscription, chunk: list) -> None:
+        attempts = [int((m.headers or {}).get(ATTEMPTS_HEADER, 0)) + 1 for m in chunk]
+        outcomes = self.dispatch_many(sub, [(m.body, n) for m, n in zip(chunk, attempts)])
+        for message, n, outcome in zip(chunk, attempts, outcomes):
+            self._settle(sub, message, n, outcome)
+
+    def _settle(self, sub: Subscription, message, attempts: int, outcome: Outcome) -> None:
         if outcome in (Outcome.RETRY, Outcome.REQUEUE):
             # Back of the queue, through the default exchange, with the attempt count carried.
             counted = attempts if outcome is Outcome.RETRY else attempts - 1

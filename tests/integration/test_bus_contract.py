@@ -112,6 +112,65 @@ class BusContract:
         assert rec.calls == 1
 
 
+    # --- a prefetched backlog is handled as batches ------------------------------------------
+    def _backlog(self, bus, events, handler, batch_handler, **kwargs):
+        """Queue `events` before consuming starts, so deliveries arrive together."""
+        bus.subscribe("a.work", TOPO.queues["a.work"], handler, batch_handler=batch_handler, **kwargs)
+        for e in events:
+            bus.publish(e)
+        assert wait_for(lambda: bus.depth("a.work") == len(events))
+        bus.start()
+
+    def test_backlog_goes_to_the_batch_handler_in_order_once(self, bus):
+        single, batches = Recorder(), []
+        events = [_created(i) for i in range(25)]
+        self._backlog(bus, events, single, lambda evs: batches.append(list(evs)))
+        assert wait_for(lambda: sum(len(b) for b in batches) + len(single.seen) == 25)
+        handled = [e.id for b in batches for e in b] + [e.id for e in single.seen]
+        assert sorted(handled) == sorted(e.id for e in events) and len(set(handled)) == 25
+        assert max(len(b) for b in batches) > 1  # several deliveries in one call
+        assert all(len(b) <= bus.batch_size for b in batches)
+        order = [e.id for b in batches for e in b]
+        assert order == [e.id for e in events if e.id in set(order)]  # queue order kept
+        assert bus.take_dead_letters("a.work") == []
+
+    def test_failed_batch_falls_back_to_one_by_one_and_costs_only_the_bad_event(self, bus):
+        def batch_handler(evs):
+            raise RuntimeError("one of these is bad")
+
+        class Picky(Recorder):
+            def __call__(self, event):
+                with self.lock:
+                    self.calls += 1
+                    if event.ticket_id == "t3":
+                        raise ValueError("cannot handle t3")
+                    self.seen.append(event)
+
+        rec = Picky()
+        events = [_created(i) for i in range(8)]
+        self._backlog(bus, events, rec, batch_handler, max_attempts=2)
+        assert wait_for(lambda: bus.depth("a.work.dlq") == 1)
+        dead = bus.take_dead_letters("a.work")
+        assert [json.loads(d)["ticket_id"] for d in dead] == ["t3"]
+        assert wait_for(lambda: len(rec.seen) == 7)
+        assert sorted(e.ticket_id for e in rec.seen) == sorted(f"t{i}" for i in range(8) if i != 3)
+
+    def test_poison_in_a_backlog_is_dead_lettered_alone(self, bus):
+        batches, single = [], Recorder()
+        bus.subscribe("a.work", TOPO.queues["a.work"], single, batch_handler=lambda evs: batches.append(list(evs)))
+        good = [_created(i) for i in range(6)]
+        for e in good[:3]:
+            bus.publish(e)
+        bus.publish_raw("ticket.created", b"not json")
+        for e in good[3:]:
+            bus.publish(e)
+        assert wait_for(lambda: bus.depth("a.work") == 7)
+        bus.start()
+        assert wait_for(lambda: sum(len(b) for b in batches) + len(single.seen) == 6)
+        assert wait_for(lambda: bus.depth("a.work.dlq") == 1)
+        assert bus.take_dead_letters("a.work") == [b"not json"]
+
+
 class TestMemoryBus(BusContract):
     @pytest.fixture
     def bus(self, bus_prefix):

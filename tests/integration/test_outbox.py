@@ -177,3 +177,51 @@ def test_duplicate_delivery_applies_once_even_concurrently(db):
     handle(event)
     with db.transaction() as s:
         assert s.execute(select(func.count()).select_from(effects)).scalar_one() == 1
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_db(request, tmp_path):
+    """The batch inbox on both databases the services run on."""
+    url = request.getfixturevalue("pg_schema")("inbox") if request.param == "postgresql" else f"sqlite:///{tmp_path}/inbox.db"
+    database = Database(url)
+    outbox.metadata.create_all(database.engine)
+    effects_md.create_all(database.engine)
+    yield database
+    database.dispose()
+
+
+def _effects(db):
+    with db.transaction() as s:
+        return sorted(s.execute(select(effects.c.event_id, effects.c.note)).all())
+
+
+def test_batch_inbox_applies_each_new_event_once_in_order(any_db):
+    seen_before = []
+
+    def apply(session, event):
+        # what earlier events of the same batch did is visible, as in separate transactions
+        seen_before.append(session.execute(select(func.count()).select_from(effects)).scalar_one())
+        session.execute(insert(effects).values(event_id=event.id, note=event.ticket_id))
+
+    e1, e2, e3 = _event(1), _event(2), _event(3)
+    outbox.idempotent(any_db, "c.work", apply)(e2)  # already handled on its own
+    outbox.idempotent_batch(any_db, "c.work", apply)([e1, e2, e1, e3])  # e2 again, e1 twice
+    assert _effects(any_db) == sorted([(e1.id, "t1"), (e2.id, "t2"), (e3.id, "t3")])
+    assert seen_before == [0, 1, 2]
+    outbox.idempotent_batch(any_db, "c.work", apply)([e3, e1])  # a redelivered batch: nothing
+    outbox.idempotent(any_db, "c.work", apply)(e1)
+    assert len(_effects(any_db)) == 3
+
+
+def test_failed_batch_leaves_nothing_behind(any_db):
+    def apply(session, event):
+        session.execute(insert(effects).values(event_id=event.id, note=event.ticket_id))
+        if event.ticket_id == "t6":
+            raise ValueError("bad event")
+
+    events = [_event(5), _event(6), _event(7)]
+    with pytest.raises(ValueError):
+        outbox.idempotent_batch(any_db, "c.work", apply)(events)
+    assert _effects(any_db) == []  # neither effects nor inbox records: each can be tried again
+    outbox.idempotent(any_db, "c.work", apply)(events[0])
+    assert _effects(any_db) == [(events[0].id, "t5")]
