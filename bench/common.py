@@ -18,6 +18,12 @@ PG_URL = os.environ.get("TIERLINE_BENCH_DATABASE_URL", "postgresql://postgres@12
 RESULTS = Path(__file__).parent / "results"
 
 
+def clock_lead(n: int) -> float:
+    """Seconds from arming N clocks to the first due time: writing 1,000,000 due times takes ~15 s,
+    and none may come due before they are all written."""
+    return max(5.0, n / 30_000)
+
+
 def percentile(values, p: float) -> float:
     if not values:
         return float("nan")

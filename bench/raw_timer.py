@@ -20,10 +20,11 @@ import time
 import pika
 import psycopg
 
-from bench.common import AMQP_URL, pg_schema_url, progress, save, summary, unique
+from bench.common import AMQP_URL, clock_lead, pg_schema_url, progress, save, summary, unique
 
 
-def run(n: int, window: float, lead: float = 5.0, tick: float = 0.5, batch: int = 20_000) -> dict:
+def run(n: int, window: float, lead: float | None = None, tick: float = 0.5, batch: int = 20_000) -> dict:
+    lead = clock_lead(n) if lead is None else lead
     url, drop = pg_schema_url("rawtimer")
     queue = unique("bench.rawtimer.")
     params = pika.URLParameters(AMQP_URL)

@@ -22,7 +22,7 @@ import multiprocessing as mp
 import os
 import time
 
-from bench.common import AMQP_URL, machine, peak_rss_mb, pg_schema_url, progress, save, summary, unique
+from bench.common import AMQP_URL, clock_lead, machine, peak_rss_mb, pg_schema_url, progress, save, summary, unique
 
 UTC = dt.timezone.utc
 TARGET = 3600  # every clock's target; they are armed as if started an hour before they fall due
@@ -221,7 +221,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--window", type=float, default=60.0)
-    parser.add_argument("--lead", type=float, default=5.0, help="seconds from arming to the first due time")
+    parser.add_argument("--lead", type=float, default=None,
+                        help="seconds from arming to the first due time (default: 5, more for large N)")
     parser.add_argument("--tick", type=float, default=0.5, help="the engine's interval (TIERLINE_SLA_TICK_SECONDS)")
     parser.add_argument("--warnings", type=int, nargs="*", default=[], help="warning percents (default: breach only)")
     parser.add_argument("--replicas", type=int, default=1, help="sla processes sharing the clocks (SKIP LOCKED)")
@@ -232,7 +233,8 @@ def main() -> None:
     parser.add_argument("--name", default="sla_timer", help="results file bench/results/<name>.json")
     args = parser.parse_args()
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # "skipped: already running" when behind
-    result = run(args.n, args.window, args.lead, args.tick, args.warnings, args.relays, args.topology,
+    lead = clock_lead(args.n) if args.lead is None else args.lead
+    result = run(args.n, args.window, lead, args.tick, args.warnings, args.relays, args.topology,
                  args.queue_type, args.replicas)
     print(table(result))
     save(args.name, result)

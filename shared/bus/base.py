@@ -84,13 +84,9 @@ class Bus(ABC):
                   batch_handler: BatchHandler | None = None) -> None:
         self.subscriptions.append(Subscription(queue, tuple(bindings), handler, max_attempts, batch_handler))
 
-    def dispatch(self, sub: Subscription, body: bytes, attempts: int) -> Outcome:
-        """Run the handler for one delivery; `attempts` counts this one (1 = first)."""
-        return self.dispatch_many(sub, [(body, attempts)])[0]
-
     def dispatch_many(self, sub: Subscription, deliveries: list[tuple[bytes, int]]) -> list[Outcome]:
-        """Outcomes for deliveries (body, attempts) in their order; valid events go to the batch
-        handler together when there are several, else (or if that fails) one by one."""
+        """Outcomes for deliveries (body, attempts: 1 = first) in their order; valid events go to
+        the batch handler together when there are several, else (or if that fails) one by one."""
         outcomes: list[Outcome | None] = [None] * len(deliveries)
         events: list[tuple[int, Event]] = []
         for i, (body, _attempts) in enumerate(deliveries):

@@ -68,7 +68,7 @@ class MemoryBus(Bus):
             queue = self._queue(sub.queue, sub.bindings)
 
             # on_message hands over the raw message: no decoding by kombu, so bad JSON reaches
-            # dispatch() and is dead-lettered like on RabbitMQ. Messages waiting right behind the
+            # dispatch_many() and is dead-lettered like on RabbitMQ. Messages waiting right behind the
             # first are taken too and handled as one batch, as the amqp adapter does.
             received: list = []
             with Consumer(conn, queues=[queue], on_message=received.append, accept=None,

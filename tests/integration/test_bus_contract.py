@@ -46,6 +46,21 @@ class Recorder:
             self.seen.append(event)
 
 
+class FailsOn(Recorder):
+    """Fails every time on one ticket's events, handles the rest."""
+
+    def __init__(self, ticket_id: str):
+        super().__init__()
+        self.bad = ticket_id
+
+    def __call__(self, event: Event):
+        with self.lock:
+            self.calls += 1
+            if event.ticket_id == self.bad:
+                raise ValueError(f"cannot handle {self.bad}")
+            self.seen.append(event)
+
+
 class BusContract:
     """Subclasses provide the `bus` fixture."""
 
@@ -78,15 +93,7 @@ class BusContract:
         assert bus.take_dead_letters("a.work") == []
 
     def test_dead_letter_after_max_attempts_and_keeps_consuming(self, bus):
-        class Picky(Recorder):
-            def __call__(self, event):
-                with self.lock:
-                    self.calls += 1
-                if event.ticket_id == "t1":
-                    raise ValueError("cannot handle t1")
-                self.seen.append(event)
-
-        rec = Picky()
+        rec = FailsOn("t1")
         bus.subscribe("a.work", TOPO.queues["a.work"], rec, max_attempts=3)
         bus.start()
         bus.publish(_created(1))
@@ -138,15 +145,7 @@ class BusContract:
         def batch_handler(evs):
             raise RuntimeError("one of these is bad")
 
-        class Picky(Recorder):
-            def __call__(self, event):
-                with self.lock:
-                    self.calls += 1
-                    if event.ticket_id == "t3":
-                        raise ValueError("cannot handle t3")
-                    self.seen.append(event)
-
-        rec = Picky()
+        rec = FailsOn("t3")
         events = [_created(i) for i in range(8)]
         self._backlog(bus, events, rec, batch_handler, max_attempts=2)
         assert wait_for(lambda: bus.depth("a.work.dlq") == 1)
