@@ -7,17 +7,36 @@ import email.policy
 import hashlib
 import hmac
 import json
+import random
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range. A port the kernel hands out (bind to 0)
+    can be taken again, between this check and the service binding it, as the local end of
+    any outgoing connection (a database or broker client); seen as 'Address already in use'."""
+    high = _ephemeral_low() - 1
+    for _ in range(500):
+        port = random.randint(max(1024, high - 12000), high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class SmtpSink:

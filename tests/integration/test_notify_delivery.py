@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 import logging
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from services.notify.bootstrap import build
 from shared.clock import FrozenClock
 from shared.events import new_event
 from tests.helpers import Probe, running, ticket_event, ticket_ref, token, wait_for
+from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 API = "/api/v1/notify"
@@ -57,9 +57,7 @@ class SmtpServer:
         self.refuse_next = 0   # answer "451 try later" to this many messages
         self.refused = 0
         self.lock = threading.Lock()
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.controller = None
 
     async def handle_DATA(self, server, session, envelope):
