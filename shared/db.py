@@ -110,10 +110,8 @@ def insert_ignoring_duplicates(session: Session, table: Table, values: dict) -> 
     """INSERT ... ON CONFLICT DO NOTHING; True if the row was inserted. A concurrent inserter of
     the same key makes this wait for its commit and then skip, instead of failing the transaction.
     (RETURNING, because the driver's rowcount is not reliable for a skipped row.)"""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    key = next(iter(table.primary_key.columns))
-    statement = insert(table).values(**values).on_conflict_do_nothing().returning(key)
-    return session.execute(statement).first() is not None
+    key = next(iter(table.primary_key.columns)).name
+    return bool(inserted_keys(session, table, key, [values]))
 
 
 def inserted_keys(session: Session, table: Table, key: str, rows: list[dict]) -> set:

@@ -4,8 +4,8 @@ from shared.bus.base import Bus, Outcome, PublishError, Subscription, Topology
 
 def connect(url: str, *, prefix: str = "", prefetch: int = 20, batch: int = 20, queue_type: str = "quorum") -> Bus:
     """queue_type: RabbitMQ's quorum queues in production; "classic" only where queues are
-    created and deleted by the hundred (the per-test queues of the integration suite). batch: deliveries handled in one transaction
-    at most (1 = one by one)."""
+    created and deleted by the hundred (the per-test queues of the integration suite).
+    batch: at most this many prefetched deliveries handled in one transaction (1 = one by one)."""
     if url.startswith("memory://"):
         from shared.bus.memory import MemoryBus
         return MemoryBus(url, prefix=prefix, prefetch=prefetch, batch=batch)

@@ -118,7 +118,6 @@ class BusContract:
         assert bus.take_dead_letters("a.work") == [body]
         assert rec.calls == 1
 
-
     # --- a prefetched backlog is handled as batches ------------------------------------------
     def _backlog(self, bus, events, handler, batch_handler, **kwargs):
         """Queue `events` before consuming starts, so deliveries arrive together."""
