@@ -20,9 +20,10 @@ from services.escalation.schemas import (DefectQuerySchema, DefectSchema, Ticket
                                          WebhookResultSchema, WebhookSchema)
 from services.escalation.trackers import (SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, Tracker,
                                           verify_delivery, verify_gitlab_token)
-from shared.auth import STAFF, roles
+from shared.auth import STAFF, current_principal, roles
 from shared.clock import as_utc
 from shared.http import ApiError, deps
+from shared.visibility import can_see, visible_where
 
 blp = Blueprint("escalation_tickets", __name__, url_prefix=PREFIX,
                 description="Escalation history, developer defects and tracker webhooks")
@@ -47,7 +48,8 @@ def ticket_history(ticket_id):
     """Escalation history of a ticket: every decision, who took it and why"""
     with deps().db.transaction() as session:
         ticket = session.get(Ticket, ticket_id)
-        if ticket is None:
+        if ticket is None or not can_see(current_principal(), tier=ticket.tier, group=ticket.group,
+                                         assignee=ticket.assignee, reporter_email=(ticket.reporter or {}).get("email")):
             raise ApiError(404, f"escalation has not seen ticket {ticket_id!r}")
         records = session.scalars(select(EscalationRecord).where(EscalationRecord.ticket_id == ticket_id)
                                   .order_by(EscalationRecord.seq)).all()
@@ -64,9 +66,14 @@ def ticket_history(ticket_id):
 @blp.arguments(DefectQuerySchema, location="query")
 @blp.response(200, DefectSchema(many=True))
 def list_defects(query):
-    """Defects and defect jobs (pending = not yet accepted by the tracker; see last_error)"""
+    """Defects and defect jobs (pending = not yet accepted by the tracker; see last_error) of the
+    tickets the caller may see"""
     with deps().db.transaction() as session:
         stmt = select(Defect).order_by(Defect.created_at.desc()).limit(500)
+        visible = visible_where(current_principal(), tier=Ticket.tier, group=Ticket.group, assignee=Ticket.assignee,
+                                reporter_email=Ticket.reporter["email"].as_string())
+        if visible is not None:
+            stmt = stmt.join(Ticket, Ticket.id == Defect.ticket_id).where(visible)
         for name in ("status", "ticket_id", "tracker"):
             if query.get(name):
                 stmt = stmt.where(getattr(Defect, name) == query[name])

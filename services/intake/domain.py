@@ -8,15 +8,14 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from dataclasses import dataclass
 
 from shared.http import ApiError
+from shared.visibility import MANAGERS
 
 OPEN_STATUSES = ("new", "assigned", "in_progress", "pending", "reopened")
 DONE_STATUSES = ("resolved", "closed", "cancelled")
 TIER_RANK = {"L1": 1, "L2": 2, "L3": 3, "DEV": 4}
 STAFF = ("agent", "lead", "admin")
-MANAGERS = ("lead", "admin")
 
 # Target statuses reachable by hand (POST /{id}/status). "assigned" is reached only by
 # placement (routing, or PATCH assignee on a new ticket), never typed in.
@@ -99,29 +98,6 @@ def check_escalation(*, status: str, current_tier: str | None, current_group: st
     if TIER_RANK[to_tier] <= TIER_RANK.get(current_tier or "", 0):
         raise ApiError(409, f"an agent may only escalate upwards (the ticket is at {current_tier})",
                        {"to_tier": [f"must be above {current_tier}"]})
-
-
-# --- visibility ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Viewer:
-    role: str
-    name: str
-    email: str | None
-    tier: str | None
-    groups: tuple[str, ...]
-
-
-def can_see(viewer: Viewer, *, tier: str | None, group: str | None, assignee: str | None,
-            reporter_email: str | None) -> bool:
-    """Mirror of the SQL filter in store.visible(), for single tickets."""
-    if viewer.role in MANAGERS:
-        return True
-    own = viewer.email is not None and reporter_email == viewer.email.lower()
-    if viewer.role == "reporter":
-        return own
-    return (own or (tier is not None and tier == viewer.tier) or (group is not None and group in viewer.groups)
-            or (assignee is not None and assignee in (viewer.name, viewer.email))
-            or (tier is None and viewer.tier == "L1"))
 
 
 # --- feedback --------------------------------------------------------------------------------

@@ -7,16 +7,17 @@ import hashlib
 import re
 import uuid
 
-from sqlalchemy import false, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.intake.domain import DONE_STATUSES, MANAGERS, Viewer, can_see
+from services.intake.domain import DONE_STATUSES
 from services.intake.models import Counter, Defect, History, Ticket
 from shared import outbox
 from shared.clock import as_utc
 from shared.events import Event, new_event
 from shared.http import ApiError
+from shared.visibility import can_see, visible_where
 
 PRODUCER = "intake"
 KEY_RE = re.compile(r"^INC-(\d{1,12})$")
@@ -25,11 +26,6 @@ SYSTEM = ("intake", "system")
 
 def iso(value: dt.datetime | None) -> str | None:
     return as_utc(value).isoformat() if value is not None else None
-
-
-def viewer_of(principal) -> Viewer:
-    return Viewer(role=principal.role, name=principal.name, email=principal.email, tier=principal.tier,
-                  groups=tuple(principal.groups))
 
 
 def next_number(session: Session) -> int:
@@ -62,28 +58,17 @@ def find(session: Session, ticket_ref: str, *, lock: bool = False) -> Ticket | N
 def get_visible(session: Session, ticket_ref: str, principal, *, lock: bool = False) -> Ticket:
     """The ticket, or 404 if it does not exist or the caller may not see it (same answer)."""
     ticket = find(session, ticket_ref, lock=lock)
-    if ticket is None or not can_see(viewer_of(principal), tier=ticket.tier, group=ticket.group,
+    if ticket is None or not can_see(principal, tier=ticket.tier, group=ticket.group,
                                      assignee=ticket.assignee, reporter_email=ticket.reporter_email):
         raise ApiError(404, f"ticket {ticket_ref} not found")
     return ticket
 
 
 def visible(query, principal):
-    """The SQL form of domain.can_see()."""
-    viewer = viewer_of(principal)
-    if viewer.role in MANAGERS:
-        return query
-    own = Ticket.reporter_email == viewer.email.lower() if viewer.email else false()
-    if viewer.role == "reporter":
-        return query.where(own)
-    conditions = [own, Ticket.assignee.in_([v for v in (viewer.name, viewer.email) if v])]
-    if viewer.tier:
-        conditions.append(Ticket.tier == viewer.tier)
-    if viewer.tier == "L1":
-        conditions.append(Ticket.tier.is_(None))
-    if viewer.groups:
-        conditions.append(Ticket.group.in_(viewer.groups))
-    return query.where(or_(*conditions))
+    """Only the tickets the caller may see (shared.visibility)."""
+    condition = visible_where(principal, tier=Ticket.tier, group=Ticket.group, assignee=Ticket.assignee,
+                              reporter_email=Ticket.reporter_email)
+    return query if condition is None else query.where(condition)
 
 
 def touch(ticket: Ticket, now: dt.datetime, *, bump: bool = True) -> None:

@@ -12,13 +12,14 @@ from flask_smorest import Blueprint
 from sqlalchemy import and_, or_, select
 
 from services.notify import domain
-from services.notify.models import Delivery, Recipient
+from services.notify.models import Delivery, Recipient, Ticket
 from services.notify.schemas import (CHANNEL_FIELDS, TELEGRAM_CHAT, TELEGRAM_TOKEN, DeliveryDetailSchema,
                                      DeliveryPage, DeliveryQuery, DeliverySchema, PreferencesSchema,
                                      RecipientPage, RecipientQuery, RecipientSchema, _web_url)
 from shared.auth import STAFF, current_principal, roles
 from shared.clock import as_utc
 from shared.http import ApiError, deps
+from shared.visibility import visible_where
 
 PREFIX = "/api/v1/notify"
 log = logging.getLogger(__name__)
@@ -58,14 +59,29 @@ def _decode_cursor(cursor: str) -> list:
     raise ApiError(400, "invalid cursor", {"cursor": ["not a cursor this API returned"]})
 
 
+def _visible_tickets():
+    """The condition on notify's ticket read model for the caller (None: every ticket)."""
+    return visible_where(current_principal(), tier=Ticket.tier, group=Ticket.group_name, assignee=Ticket.assignee,
+                         reporter_email=Ticket.reporter_email)
+
+
+def _may_see(session, row: Delivery) -> bool:
+    visible = _visible_tickets()
+    return visible is None or session.scalar(select(Ticket.id).where(Ticket.id == row.ticket_id, visible)) is not None
+
+
 @blp.route("/deliveries")
 class Deliveries(MethodView):
     @roles(*STAFF)
     @blp.arguments(DeliveryQuery, location="query")
     @blp.response(200, DeliveryPage)
     def get(self, args):
-        """The delivery log, newest first, with filters and cursor pagination (staff)."""
+        """The delivery log of the tickets the caller may see, newest first, with filters and
+        cursor pagination (staff)."""
         query = select(Delivery)
+        visible = _visible_tickets()
+        if visible is not None:
+            query = query.join(Ticket, Ticket.id == Delivery.ticket_id).where(visible)
         for name, column in (("ticket_id", Delivery.ticket_id), ("ticket_key", Delivery.ticket_key),
                              ("status", Delivery.state), ("channel", Delivery.channel)):
             if args.get(name):
@@ -93,7 +109,7 @@ class DeliveryById(MethodView):
         """One delivery with its rendered text (staff)."""
         with deps().db.transaction() as session:
             row = session.get(Delivery, delivery_id[:36])
-            if row is None:
+            if row is None or not _may_see(session, row):
                 raise ApiError(404, f"no delivery {delivery_id[:36]}")
             return _delivery(row)
 

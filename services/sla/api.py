@@ -5,8 +5,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from services.sla import admin, reports, store
-from shared.auth import STAFF, roles
+from shared.auth import STAFF, current_principal, roles
 from shared.http import ApiError, deps
+from shared.visibility import can_see
 from services.sla.schemas import (CalendarInSchema, CalendarSchema, CalendarUpdateSchema, PolicyInSchema,
                                   PolicySchema, PreviewQuerySchema, PreviewSchema, TicketSlaSchema)
 
@@ -15,8 +16,10 @@ blp = Blueprint("sla", __name__, url_prefix=PREFIX, description="SLA clocks of t
 
 
 def _ticket(session, ticket_id: str):
+    """The ticket, or 404 when sla does not know it or the caller may not see it (same answer)."""
     ticket = store.find_ticket(session, ticket_id)
-    if ticket is None:
+    if ticket is None or not can_see(current_principal(), tier=ticket.tier, group=ticket.group_name,
+                                     assignee=ticket.assignee, reporter_email=ticket.reporter_email):
         raise ApiError(404, f"sla knows no ticket {ticket_id!r}")
     return ticket
 

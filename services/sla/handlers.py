@@ -81,6 +81,8 @@ class TicketHandlers:
                 flow.set_status(ref["status"], at)
         change(flow, at)
         flow.settle()
+        ticket.group_name, ticket.assignee = ref.get("group"), ref.get("assignee")
+        ticket.reporter_email = (ref.get("reporter") or {}).get("email")
         ticket.updated_at = now
         for type_, payload in flow.out:
             outbox.add(session, event.caused(type_, payload, producer=PRODUCER, occurred_at=now))

@@ -51,7 +51,8 @@ class PolicyRow(Base):
 
 
 class Ticket(Base):
-    """What sla knows of a ticket: enough to choose its policy and name it in events."""
+    """What sla knows of a ticket: enough to choose its policy, name it in events and show its
+    clocks only to who may see the ticket."""
     __tablename__ = "tickets"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(64))
@@ -61,6 +62,10 @@ class Ticket(Base):
     channel: Mapped[str | None] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20))
     tier: Mapped[str | None] = mapped_column(String(8))
+    # Placement and reporter from the latest ticket.* snapshot: who may see the clocks.
+    group_name: Mapped[str | None] = mapped_column(String(200))
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    reporter_email: Mapped[str | None] = mapped_column(String(254))
     policy: Mapped[str | None] = mapped_column(String(100))
     correlation_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(Stamp)

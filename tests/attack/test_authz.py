@@ -109,9 +109,10 @@ ENDPOINTS = [
     Endpoint("POST", "/api/v1/tickets/{ticket}/feedback", ticket_rule(403, own_reporter=409), {"csat": 5}, True),
     Endpoint("GET", "/api/v1/tickets/{ticket}/history", ticket_rule(200), per_ticket=True),
     Endpoint("GET", "/api/v1/reports/kpi", role_rule({"lead": 200, "admin": 200})),
-    # sla: staff read, admin writes
-    Endpoint("GET", "/api/v1/sla/tickets/{ticket}", STAFF_OK, per_ticket=True),
-    Endpoint("GET", "/api/v1/sla/tickets/{ticket}/preview?priority=P1", STAFF_OK, per_ticket=True),
+    # sla: staff read (a ticket's clocks: who sees the ticket), admin writes
+    Endpoint("GET", "/api/v1/sla/tickets/{ticket}", ticket_rule(200, reporter=403), per_ticket=True),
+    Endpoint("GET", "/api/v1/sla/tickets/{ticket}/preview?priority=P1", ticket_rule(200, reporter=403),
+             per_ticket=True),
     Endpoint("GET", "/api/v1/sla/policies", STAFF_OK),
     Endpoint("GET", "/api/v1/sla/policies/1", STAFF_OK),
     Endpoint("POST", "/api/v1/sla/policies", admin_only(409), POLICY),
@@ -142,13 +143,15 @@ ENDPOINTS = [
     Endpoint("POST", "/api/v1/escalation/ladders", admin_only(409), LADDER),
     Endpoint("PUT", "/api/v1/escalation/ladders/missing", admin_only(404), {**LADDER, "name": "missing"}),
     Endpoint("DELETE", "/api/v1/escalation/ladders/missing", admin_only(404)),
-    Endpoint("GET", "/api/v1/escalation/tickets/{ticket}", STAFF_OK, per_ticket=True),
+    Endpoint("GET", "/api/v1/escalation/tickets/{ticket}", ticket_rule(200, reporter=403), per_ticket=True),
     Endpoint("GET", "/api/v1/escalation/defects", STAFF_OK),
     Endpoint("POST", "/api/v1/escalation/defects/missing/retry", role_rule({"lead": 404, "admin": 404})),
     Endpoint("GET", "/api/v1/escalation/trackers", STAFF_OK),
     # notify: staff read the log, admin retries and manages recipients; people manage themselves
     Endpoint("GET", "/api/v1/notify/deliveries", STAFF_OK),
-    Endpoint("GET", "/api/v1/notify/deliveries/{delivery}", STAFF_OK),
+    # a delivery of ticket A: only who sees A (agent2 works at L2: 404, like a missing one)
+    Endpoint("GET", "/api/v1/notify/deliveries/{delivery}", role_rule({"agent1": 200, "agent2": 404, "lead": 200,
+                                                                      "admin": 200})),
     Endpoint("POST", "/api/v1/notify/deliveries/{delivery}/retry", admin_only(409)),
     Endpoint("GET", "/api/v1/notify/recipients", admin_only(200)),
     Endpoint("GET", "/api/v1/notify/recipients/kate@example.com", role_rule({"admin": 200, "reporter": 200})),
@@ -282,6 +285,21 @@ def test_list_shows_each_caller_only_what_they_may_see(system, world):
     assert ids("reporter", "&reporter=mallory@example.com")[0] == set()
     assert b not in ids("agent1", "&tier=L2")[0] and b not in ids("agent1", "&group=Infrastructure")[0]
     assert a not in ids("agent2", "&group=Service%20Desk")[0]
+
+
+def test_delivery_log_shows_each_agent_only_the_tickets_they_see(system, world):
+    a, b = world["A"]["id"], world["B"]["id"]
+    system.wait_deliveries(ticket_id=b)
+
+    def tickets(who, query=""):
+        resp = system.call("GET", f"/api/v1/notify/deliveries?limit=200{query}", who)
+        assert resp.status_code == 200
+        return {d["ticket_id"] for d in resp.get_json()["items"]}
+    assert a in tickets("agent1") and b not in tickets("agent1")
+    assert b in tickets("agent2") and a not in tickets("agent2")
+    assert {a, b} <= tickets("lead") and {a, b} <= tickets("admin")
+    assert tickets("agent1", f"&ticket_id={b}") == set()  # a filter narrows, never widens
+    assert tickets("agent2", "&recipient=kate@example.com") <= {b}
 
 
 def test_reporters_never_see_internal_notes(system, world):

@@ -152,6 +152,16 @@ def test_developer_hand_off_retries_a_failing_tracker_and_creates_one_defect(mak
     records = h.client.get(f"{API}/tickets/{ref['id']}", headers=h.staff).get_json()["records"]
     assert [(r["trigger"], r["outcome"], r["who"]) for r in records] == [
         ("initial", "applied", "tierline"), ("manual", "routed", "Ivan Petrov"), ("defect", "linked", "tracker:default")]
+    # only who sees the ticket (shared/visibility.py), now at DEV, sees its history and its defect
+    placed = h.client.get(f"{API}/tickets/{ref['id']}", headers=token(h.conf, "lead")).get_json()["ticket"]
+    assert (placed["tier"], placed["group"]) == ("DEV", "Developers")
+    for outsider in (token(h.conf, "agent", tier="L1"), token(h.conf, "agent", tier="L3", groups=["Platform Engineering"])):
+        assert h.client.get(f"{API}/defects", headers=outsider).get_json() == []
+        assert h.client.get(f"{API}/tickets/{ref['id']}", headers=outsider).status_code == 404
+    for who in (token(h.conf, "agent", tier="DEV"), token(h.conf, "agent", tier="L3", groups=["Developers"]),
+                token(h.conf, "lead")):
+        assert [d["id"] for d in h.client.get(f"{API}/defects", headers=who).get_json()] == [defect["id"]]
+        assert h.client.get(f"{API}/tickets/{ref['id']}", headers=who).status_code == 200
 
 
 def test_tracker_webhook_sends_the_ticket_back_to_its_l1_owner(make, receiver):

@@ -50,6 +50,27 @@ def test_ticket_view_lookup_roles_and_preview(sla_env):
     assert missing.status_code == 422 and "priority" in missing.get_json()["error"]["fields"]
 
 
+def test_clocks_are_shown_only_to_who_may_see_the_ticket(sla_env):
+    """The visibility of intake (shared/visibility.py): an L1 agent does not see an L2 ticket."""
+    sla = sla_env()
+    ref = new_ticket(sla)
+    l2 = {**ref, "tier": "L2", "group": "Infrastructure", "assignee": "Dmitry", "status": "assigned"}
+    sla.send("ticket.assigned", l2, previous={}, trigger="ladder")
+    sla.wait_view(ref["id"], lambda v: v["tier"] == "L2")
+    l1_agent, l2_agent = sla.staff, token(sla.settings, "agent", tier="L2")
+    in_group = token(sla.settings, "agent", tier="L3", groups=["Infrastructure"])
+    assignee = token(sla.settings, "agent", name="Dmitry", tier="L3")
+    staff_reporter = token(sla.settings, "agent", tier="L3", email="kate@example.com")
+    for path in (f"{API}/tickets/{ref['id']}", f"{API}/tickets/{ref['key']}",
+                 f"{API}/tickets/{ref['id']}/preview?priority=P1"):
+        assert sla.client.get(path, headers=l1_agent).status_code == 404, path  # like a missing ticket
+        for headers in (l2_agent, in_group, assignee, staff_reporter, token(sla.settings, "lead"), sla.admin):
+            assert sla.client.get(path, headers=headers).status_code == 200, path
+    assert sla.client.get(f"{API}/tickets/{ref['id']}", headers=l1_agent).get_json()["error"]["message"] == \
+        sla.client.get(f"{API}/tickets/no-such", headers=l1_agent).get_json()["error"]["message"].replace(
+            "'no-such'", repr(ref["id"]))
+
+
 def test_policies_crud_and_validation(sla_env):
     sla = sla_env()
     listed = sla.client.get(f"{API}/policies", headers=sla.staff).get_json()

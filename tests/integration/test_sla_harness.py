@@ -58,7 +58,8 @@ class Sla:
         return event
 
     def view(self, ticket_id: str) -> dict | None:
-        response = self.client.get(f"/api/v1/sla/tickets/{ticket_id}", headers=self.staff)
+        """As an admin (who sees every ticket): the tests observe state, not visibility."""
+        response = self.client.get(f"/api/v1/sla/tickets/{ticket_id}", headers=self.admin)
         return response.get_json() if response.status_code == 200 else None
 
     def wait_view(self, ticket_id: str, check=lambda v: True, timeout: float = 10.0) -> dict:

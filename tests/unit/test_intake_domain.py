@@ -123,24 +123,6 @@ def test_closed_tickets_are_not_escalated():
     assert refused(escalate, status="resolved").status == 409
 
 
-def viewer(role, tier=None, groups=(), name="pat", email="pat@example.com"):
-    return domain.Viewer(role=role, name=name, email=email, tier=tier, groups=tuple(groups))
-
-
-def test_visibility_rules():
-    ticket = dict(tier="L2", group="Infrastructure", assignee=None, reporter_email="kate@example.com")
-    assert domain.can_see(viewer("lead"), **ticket) and domain.can_see(viewer("admin"), **ticket)
-    assert domain.can_see(viewer("reporter", email="KATE@example.com"), **ticket)
-    assert not domain.can_see(viewer("reporter"), **ticket)
-    assert domain.can_see(viewer("agent", tier="L2"), **ticket)
-    assert domain.can_see(viewer("agent", tier="L3", groups=["Infrastructure"]), **ticket)
-    assert not domain.can_see(viewer("agent", tier="L1", groups=["Service Desk"]), **ticket)
-    assert domain.can_see(viewer("agent", tier="L3", name="Dmitry"), **{**ticket, "assignee": "Dmitry"})
-    unrouted = {**ticket, "tier": None, "group": None}
-    assert domain.can_see(viewer("agent", tier="L1"), **unrouted)
-    assert not domain.can_see(viewer("agent", tier="L2"), **unrouted)
-
-
 def test_feedback_rules():
     domain.check_feedback(status="resolved", is_reporter=True, already_given=False)
     domain.check_feedback(status="closed", is_reporter=True, already_given=False)
