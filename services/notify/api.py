@@ -19,7 +19,7 @@ from services.notify.schemas import (CHANNEL_FIELDS, TELEGRAM_CHAT, TELEGRAM_TOK
 from shared.auth import STAFF, current_principal, roles
 from shared.clock import as_utc
 from shared.http import ApiError, deps
-from shared.visibility import visible_where
+from shared.visibility import MANAGERS, can_see, visible_where
 
 PREFIX = "/api/v1/notify"
 log = logging.getLogger(__name__)
@@ -66,8 +66,12 @@ def _visible_tickets():
 
 
 def _may_see(session, row: Delivery) -> bool:
-    visible = _visible_tickets()
-    return visible is None or session.scalar(select(Ticket.id).where(Ticket.id == row.ticket_id, visible)) is not None
+    """As in the list: who may see the delivery's ticket; one of no known ticket, leads and admins."""
+    ticket = session.get(Ticket, row.ticket_id) if row.ticket_id else None
+    if ticket is None:
+        return current_principal().role in MANAGERS
+    return can_see(current_principal(), tier=ticket.tier, group=ticket.group_name, assignee=ticket.assignee,
+                   reporter_email=ticket.reporter_email)
 
 
 @blp.route("/deliveries")
